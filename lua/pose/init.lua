@@ -1,0 +1,6 @@
+-- Pure-Lua part of the pose API: receives the table built by the C bindings and extends it.
+
+
+return function(p)
+  p.args = require "pose.args"
+end
