@@ -12,6 +12,14 @@
 struct pose_embedded_lua { const char *name; const char *src; size_t len; };
 extern const struct pose_embedded_lua pose_embedded_lua[];
 
+#pragma weak pose_lua_open_results
+#pragma weak pose_lua_open_rope
+#pragma weak pose_lua_open_sampler
+#pragma weak pose_lua_open_model
+#pragma weak pose_lua_open_tokenizer
+#pragma weak pose_lua_open_data
+#pragma weak pose_lua_open_eval
+
 static int l_device(lua_State *L) {
   pose_device d;
   POSE_LUA_TRY(L, pose_device_default(&d));
@@ -79,6 +87,12 @@ int luaopen_pose(lua_State *L) {
   lua_pushcfunction(L, l_info);
   lua_setfield(L, -2, "info");
   pose_lua_open_tensor(L);
+  /* Components land one by one; each registers when it is linked in (weak references until then). */
+  void (*const opens[])(lua_State *) = {pose_lua_open_results, pose_lua_open_rope,  pose_lua_open_sampler,
+                                        pose_lua_open_model,   pose_lua_open_tokenizer, pose_lua_open_data,
+                                        pose_lua_open_eval};
+  for (size_t i = 0; i < sizeof opens / sizeof opens[0]; i++)
+    if (opens[i]) opens[i](L);
   /* pure-Lua parts of the API, given the table to extend */
   lua_getglobal(L, "require");
   lua_pushstring(L, "pose.init");

@@ -1,0 +1,57 @@
+/* Rotary position embeddings and every context-extension scheme, computed as transformers 5.17 does (see
+ * ../shared/spec/rope.md; float32 operation order matters). A pose_rope holds the inverse frequencies, the
+ * attention factor and, for dynamic/longrope, the length-dependent state. The rotation layout (half-split or
+ * interleaved) is a model trait and lives with the model, not here. */
+#ifndef POSE_ROPE_H
+#define POSE_ROPE_H
+
+#include <cjson/cJSON.h>
+#include <stdint.h>
+
+#include "status.h"
+
+typedef enum {
+  POSE_ROPE_DEFAULT = 0,
+  POSE_ROPE_LINEAR,
+  POSE_ROPE_DYNAMIC,
+  POSE_ROPE_YARN,
+  POSE_ROPE_LLAMA3,
+  POSE_ROPE_LONGROPE,
+  POSE_ROPE_VANILLA_NTK, /* PoSE's static NTK: theta' = theta * s^(r/(r-2)) */
+  POSE_ROPE_PROPORTIONAL
+} pose_rope_type;
+
+typedef struct pose_rope pose_rope;
+
+/* From a config.json object (v4 `rope_theta`/`rope_scaling` or v5 `rope_parameters`), for `model_type` ("llama",
+ * "mistral", "qwen2", "gptj", "gpt_neox", "baichuan") whose heads have `head_dim` channels. `override` (may be
+ * NULL) is a JSON object with pose.rope's keys that replace the config's (the `rope` option of pose.load).
+ * Errors name the offending field. */
+pose_status pose_rope_from_config(const cJSON *config, const char *model_type, int head_dim, const cJSON *override,
+                                  pose_rope **out);
+/* From pose.rope's keys alone: rope_type (alias type), factor, rope_theta (alias base), dim (or head_dim with
+ * partial_rotary_factor), max_position_embeddings, original_max_position_embeddings, beta_fast, ... */
+pose_status pose_rope_from_json(const cJSON *params, pose_rope **out);
+pose_rope *pose_rope_clone(const pose_rope *r);
+void pose_rope_free(pose_rope *r);
+
+pose_rope_type pose_rope_kind(const pose_rope *r);
+const char *pose_rope_type_name(const pose_rope *r);
+int pose_rope_dim(const pose_rope *r);                 /* rotary dims r (even); channels >= r pass through */
+double pose_rope_attention_factor(const pose_rope *r); /* A, multiplies cos and sin */
+
+/* Dynamic and longrope: advance the state machine for a forward whose largest position id over the batch is
+ * max_pos (L = max_pos + 1), exactly as transformers does (grow / keep / reset). No-op for static types. */
+void pose_rope_update(pose_rope *r, int64_t max_pos);
+/* The current inverse frequencies, r/2 floats. */
+const float *pose_rope_inv_freq(const pose_rope *r);
+/* cos and sin for n positions, each written as [n][r/2] floats, A applied: phi = fl32(inv[j] * fl32(p)). */
+void pose_rope_cos_sin(const pose_rope *r, const int64_t *pos, int64_t n, float *cos_out, float *sin_out);
+
+/* Writes the scheme into a config.json object the way DESIGN.md "Saving" says (top-level rope_theta; rope_scaling
+ * with rope_type and type; vanilla_ntk as default with the new theta; inexpressible schemes under `pose_rope`). */
+pose_status pose_rope_to_config(const pose_rope *r, cJSON *config);
+/* The scheme as a JSON object of pose.rope keys (for m.config.rope). Caller frees with cJSON_Delete. */
+cJSON *pose_rope_to_json(const pose_rope *r);
+
+#endif
