@@ -148,19 +148,22 @@ static pose_status append_byte_mapped(hf_list *l, const char *s, size_t n) {
 
 struct hf_regex { pcre2_code *code; };
 
-/* tokenizers runs its regexes through Oniguruma, whose Unicode \s also matches U+0085 (NEL); PCRE2's does not.
- * Rewrite \s and \S outside character classes, and \s inside them, to add it. */
+/* tokenizers runs its regexes through Oniguruma, whose Unicode \s is exactly White_Space (HT..CR, NEL, Zs, Zl,
+ * Zp); PCRE2's also takes U+180E and depends on the PCRE2 version. So \s becomes that explicit set, and \S its
+ * complement (outside character classes; \S inside a class is left as it is). */
+#define WHITE_SPACE "\\t\\n\\x{0B}\\f\\r\\x{20}\\x{85}\\x{A0}\\x{1680}\\x{2000}-\\x{200A}\\x{2028}\\x{2029}\\x{202F}\\x{205F}\\x{3000}"
+
 static char *translate_pattern(const char *p) {
   size_t n = strlen(p);
-  char *o = malloc(n * 12 + 1), *q = o;
+  char *o = malloc(n * (sizeof WHITE_SPACE + 4) / 2 + 1), *q = o;
   if (!o) return NULL;
   int in_class = 0;
   for (size_t i = 0; i < n; i++) {
     if (p[i] == '\\' && i + 1 < n) {
       char c = p[i + 1];
       const char *rep = NULL;
-      if (c == 's') rep = in_class ? "\\s\\x{85}" : "[\\s\\x{85}]";
-      else if (c == 'S' && !in_class) rep = "[^\\s\\x{85}]";
+      if (c == 's') rep = in_class ? WHITE_SPACE : "[" WHITE_SPACE "]";
+      else if (c == 'S' && !in_class) rep = "[^" WHITE_SPACE "]";
       if (rep) { size_t k = strlen(rep); memcpy(q, rep, k); q += k; }
       else { *q++ = p[i]; *q++ = c; }
       i++;
