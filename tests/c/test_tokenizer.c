@@ -3,6 +3,7 @@
  * ignore_merges), LLaMA-2 style (Prepend/Replace normalizer, byte fallback, unk, decoder chain), Metaspace, every
  * Split behaviour, Digits; the error paths of loading, encoding and decoding. */
 #include <cjson/cJSON.h>
+#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -503,6 +504,40 @@ static void test_long_word(void) {
   pose_tokenizer_free(t);
 }
 
+/* one handle, several threads: the word cache is shared under a lock, regex match data is per call */
+static const char *const mt_texts[] = {"the thin thing", "  in the\n\nthin\t", "I'm 42 thin the", "\xE4\xB8\xAD the",
+                                       "thinthin the the", "a  b   c", "<|endoftext|>the", "x\xF0\x9F\x98\x80"};
+typedef struct { pose_tokenizer *t; int32_t *want[8]; size_t nwant[8]; int bad; } mt_job;
+
+static void *mt_worker(void *arg) {
+  mt_job *j = arg;
+  for (int r = 0; r < 300; r++)
+    for (int i = 0; i < 8; i++) {
+      int32_t *ids;
+      size_t n;
+      if (pose_tokenizer_encode(j->t, mt_texts[i], strlen(mt_texts[i]), 0, 0, &ids, &n)) { __atomic_add_fetch(&j->bad, 1, __ATOMIC_RELAXED); continue; }
+      if (n != j->nwant[i] || memcmp(ids, j->want[i], n * sizeof *ids)) __atomic_add_fetch(&j->bad, 1, __ATOMIC_RELAXED);
+      free(ids);
+    }
+  return NULL;
+}
+
+static void test_threads(void) {
+  pose_tokenizer *ref, *t;
+  CHECK_OK(pose_tokenizer_open(&ref, gpt2_file("mt_ref.json", 0, NULL)));
+  CHECK_OK(pose_tokenizer_open(&t, gpt2_file("mt.json", 0, NULL)));
+  if (!ref || !t) return;
+  mt_job job = {t, {0}, {0}, 0};
+  for (int i = 0; i < 8; i++) CHECK_OK(pose_tokenizer_encode(ref, mt_texts[i], strlen(mt_texts[i]), 0, 0, &job.want[i], &job.nwant[i]));
+  pthread_t th[4];
+  for (int k = 0; k < 4; k++) pthread_create(&th[k], NULL, mt_worker, &job);
+  for (int k = 0; k < 4; k++) pthread_join(th[k], NULL);
+  CHECK(job.bad == 0);
+  for (int i = 0; i < 8; i++) free(job.want[i]);
+  pose_tokenizer_free(ref);
+  pose_tokenizer_free(t);
+}
+
 int main(void) {
   snprintf(tmpdir, sizeof tmpdir, "/tmp/pose_tok_XXXXXX");
   if (!mkdtemp(tmpdir)) { perror("mkdtemp"); return 1; }
@@ -514,6 +549,7 @@ int main(void) {
   test_split_behaviours();
   test_nfc();
   test_long_word();
+  test_threads();
   test_load_errors();
   char cmd[128];
   snprintf(cmd, sizeof cmd, "rm -rf %s", tmpdir);
