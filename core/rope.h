@@ -48,6 +48,15 @@ const float *pose_rope_inv_freq(const pose_rope *r);
 /* cos and sin for n positions, each written as [n][r/2] floats, A applied: phi = fl32(inv[j] * fl32(p)). */
 void pose_rope_cos_sin(const pose_rope *r, const int64_t *pos, int64_t n, float *cos_out, float *sin_out);
 
+/* Added for tests, diagnostics and __tostring: */
+/* The base the current frequencies come from: rope_theta, or theta' for vanilla_ntk (double) and dynamic (the init
+ * value in double; after growth the float32 value forward computed). */
+double pose_rope_base(const pose_rope *r);
+/* Dynamic: the largest length L the current frequencies were computed for (max_seq_len_cached); 0 otherwise. */
+int64_t pose_rope_cached_len(const pose_rope *r);
+/* YaRN: the correction range (low, high) after truncation, clamping and the low == high guard. */
+pose_status pose_rope_yarn_range(const pose_rope *r, double *low, double *high);
+
 /* Writes the scheme into a config.json object the way DESIGN.md "Saving" says (top-level rope_theta; rope_scaling
  * with rope_type and type; vanilla_ntk as default with the new theta; inexpressible schemes under `pose_rope`). */
 pose_status pose_rope_to_config(const pose_rope *r, cJSON *config);
