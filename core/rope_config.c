@@ -493,7 +493,7 @@ pose_status pose_rope_from_config(const cJSON *config, const char *model_type, i
     if (!cJSON_IsObject(saved)) return pose_error(POSE_EINVAL, "rope: config pose_rope must be an object, got %s", json_kind(saved));
     p = cJSON_Duplicate(saved, 1);
     if (!p) return pose_error(POSE_ENOMEM, "rope: out of memory");
-    if (!get(p, "head_dim") && !get(p, "dim")) st = put_num(p, "head_dim", head_dim);
+    if (!get(p, "head_dim")) st = put_num(p, "head_dim", head_dim);
     if (!st && !get(p, "max_position_embeddings") && present(config, "max_position_embeddings"))
       st = put_dup(p, "max_position_embeddings", get(config, "max_position_embeddings"));
   } else {

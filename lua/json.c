@@ -7,7 +7,8 @@
 
 #define JSON_MAX_DEPTH 32
 
-/* A table whose keys are exactly 1..n (or an empty table) is an array; otherwise every key must be a string. */
+/* A non-empty table whose keys are exactly 1..n is an array; otherwise (an empty table too) an object, whose keys
+ * must be strings. */
 static int is_array(lua_State *L, int idx) {
   lua_Integer n = (lua_Integer)lua_rawlen(L, idx), count = 0;
   lua_pushnil(L);
@@ -18,7 +19,7 @@ static int is_array(lua_State *L, int idx) {
     if (k < 1 || k > n) { lua_pop(L, 1); return 0; }
     count++;
   }
-  return count == n;
+  return n > 0 && count == n;
 }
 
 static cJSON *to_json(lua_State *L, int idx, const char *what, int depth) {
