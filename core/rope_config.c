@@ -447,6 +447,8 @@ static pose_status config_to_params(const cJSON *config, const char *family, int
   if (mp && !cJSON_IsNull(mp)) POSE_TRY(put_dup(p, "max_position_embeddings", mp));
   if (present(config, "original_max_position_embeddings"))
     POSE_TRY(put_dup(p, "original_max_position_embeddings", get(config, "original_max_position_embeddings")));
+  else if (strcmp(family, "gptj") == 0 && !present(p, "original_max_position_embeddings"))
+    POSE_TRY(put_num(p, "original_max_position_embeddings", 2048)); /* PoSE's GPT-J YaRN hard-codes 2048 */
   return POSE_OK;
 }
 

@@ -339,6 +339,11 @@ static void test_config_parsing(void) {
   r = C("{\"rotary_dim\":null}", "gptj", 256, NULL);
   CHECK(r && pose_rope_dim(r) == 256);
   pose_rope_free(r);
+  /* PoSE's GPT-J YaRN: original window 2048 unless the config says otherwise */
+  r = C("{\"n_positions\":32768,\"rope_scaling\":{\"type\":\"yarn\",\"factor\":16}}", "gptj", 256, NULL);
+  w = R("{\"rope_type\":\"yarn\",\"factor\":16,\"dim\":64,\"original_max_position_embeddings\":2048}");
+  CHECK(same_inv(r, w));
+  pose_rope_free(r); pose_rope_free(w);
   /* Baichuan2: theta 10000 whatever the config says; PoSE's rope_scaling is read */
   r = C("{\"rope_theta\":500000,\"rope_scaling\":{\"type\":\"vanilla_ntk\",\"factor\":2}}", "baichuan", 128, NULL);
   CHECK(r && pose_rope_kind(r) == POSE_ROPE_VANILLA_NTK && fabs(pose_rope_base(r) - 20221.26) < 0.01);
