@@ -3,4 +3,5 @@
 
 return function(p)
   p.args = require "pose.args"
+  require("pose.results").attach(p) -- p.experiment: the run conventions over p.results
 end
