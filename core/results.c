@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -384,7 +385,10 @@ pose_status pose_results_open(pose_results **out, const char *path, const pose_r
   if (!path || !*path) return pose_error(POSE_EINVAL, "results: empty file path");
   if ((unsigned)o->mode > POSE_RESULTS_READ) return pose_error(POSE_EINVAL, "results file '%s': unknown mode %d", path, (int)o->mode);
   quiet_hdf5();
-  int exists = access(path, F_OK) == 0;
+  struct stat sb;
+  int exists = stat(path, &sb) == 0;
+  /* an empty file (os.tmpname, mktemp) is a new results file in modes "a" and "w" */
+  if (exists && sb.st_size == 0 && o->mode != POSE_RESULTS_READ) exists = 0;
   if (o->mode == POSE_RESULTS_READ && !exists)
     return pose_error(POSE_EIO, "results file '%s': cannot open for reading: %s", path, strerror(errno));
   if (exists && o->mode != POSE_RESULTS_WRITE) {

@@ -58,7 +58,10 @@ typedef enum {
 /* Opens or creates `path` (opts NULL: mode "a", defaults). Unless read-only, sets the root attributes
  * `experiment`, `created` (ISO 8601 UTC, kept when it exists), `device`, `pose_version`, `git_commit`
  * (`git rev-parse HEAD` in the current directory, else "unknown") and `command`, then flushes.
- * A missing file in mode "r" is POSE_EIO; an existing file that is not HDF5 (modes "a", "r") is POSE_EFORMAT. */
+ * A missing file in mode "r" is POSE_EIO; an existing file that is not HDF5 (modes "a", "r") is POSE_EFORMAT,
+ * except that an empty file (as os.tmpname leaves) is taken as a new one in mode "a".
+ * HDF5 locks files it opens: to read a file with h5py while a run still writes it, set HDF5_USE_FILE_LOCKING=FALSE
+ * in the reader's environment; without SWMR such a reader can catch a change half written, so read and retry. */
 pose_status pose_results_open(pose_results **out, const char *path, const pose_results_opts *opts);
 /* Flushes and closes; NULL is accepted. The handle is freed even when closing reports an error. */
 pose_status pose_results_close(pose_results *r);

@@ -406,6 +406,22 @@ static void test_errors(void) {
   CHECK_ERR(pose_results_open(&r, tmp("x.h5"), &bad), POSE_EINVAL, "unknown mode");
   CHECK_ERR(pose_results_flush(NULL), POSE_EINVAL, "NULL file handle");
   CHECK_OK(pose_results_close(NULL));
+  /* an empty file (mkstemp, os.tmpname) is a new results file in mode "a", but not readable in mode "r" */
+  FILE *ef = fopen(tmp("empty.h5"), "w");
+  fclose(ef);
+  pose_results_opts ro = {.mode = POSE_RESULTS_READ};
+  CHECK_ERR(pose_results_open(&r, tmp("empty.h5"), &ro), POSE_EFORMAT, "not an HDF5 file");
+  CHECK_OK(pose_results_open(&r, tmp("empty.h5"), NULL));
+  CHECK_OK(pose_results_write_i64(r, "x", 5));
+  CHECK_OK(pose_results_close(r));
+  CHECK_OK(pose_results_open(&r, tmp("empty.h5"), &ro));
+  int64_t got = 0;
+  pose_results_value v;
+  CHECK_OK(pose_results_read(r, "x", &v));
+  if (v.data) got = *(int64_t *)v.data;
+  CHECK(got == 5);
+  pose_results_value_free(&v);
+  CHECK_OK(pose_results_close(r));
   /* "w" replaces a non-HDF5 file */
   pose_results_opts wo = {.mode = POSE_RESULTS_WRITE};
   CHECK_OK(pose_results_open(&r, tmp("not.h5"), &wo));
