@@ -11,13 +11,12 @@
 --   exp:table("table1", matrix, row_labels, col_labels)     -- /tables/<name>
 --   exp:close()
 --
--- Layout of a run, /runs/<name>: attributes `config` (JSON of the config table, keys sorted), `git_commit` and
--- `command` (as the file's root attributes of this writer), `created` (ISO 8601 UTC) and `finished` (0, then 1).
+-- Layout of a run, /runs/<name>: attributes `config` (pose.json_encode of the config table: keys sorted, so equal
+-- configs give equal text), `git_commit` and `command` (as the file's root attributes of this writer), `created`
+-- (ISO 8601 UTC) and `finished` (0, then 1).
 -- A run found unfinished (a crash, a kill) is deleted and started afresh, as is a finished one with redo = true.
 -- Train logs are appended column by column; after a crash the columns may differ by one row at the end, so
 -- readers should cut them to the shortest.
-local json = require "pose.json"
-
 local M = {}
 local pose -- the pose table, given by attach()
 
@@ -91,7 +90,7 @@ function Experiment:run(name, config, opts)
   end
   opts = check_options("exp:run", opts, { redo = true })
   local f, p = self.file, "/runs/" .. name
-  local config_json = json.encode(config or {}) -- before touching the file: a bad config changes nothing
+  local config_json = pose.json_encode(config or {}) -- before touching the file: a bad config changes nothing
   if f:exists(p) then
     if f:attr(p, "finished") == 1 and not opts.redo then
       io.stderr:write(string.format("pose: run '%s' in %s is finished; skipping it (redo=true reruns it)\n",
