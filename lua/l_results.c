@@ -234,17 +234,32 @@ static void push_value(lua_State *L, pose_results_value *v) {
 static void push_default_command(lua_State *L) {
   if (lua_getglobal(L, "arg") != LUA_TTABLE) { lua_pop(L, 1); lua_pushstring(L, "unknown"); return; }
   int tbl = lua_gettop(L);
-  luaL_Buffer b;
-  luaL_buffinit(L, &b);
   int first = 0;
   while (lua_rawgeti(L, tbl, first - 1) == LUA_TSTRING) { lua_pop(L, 1); first--; }
   lua_pop(L, 1);
-  if (first == 0) luaL_addstring(&b, "pose run");
-  int any = first < 0 ? 0 : 1;
+  /* no interpreter words before arg[0]: the pose executable, whose arg[0] is the script (a stock lua5.4 without a
+   * script puts its own name in arg[0] instead) */
+  int pose_run = 0;
+  if (first == 0) {
+    if (lua_rawgeti(L, tbl, 0) == LUA_TSTRING) {
+      size_t n;
+      const char *s0 = lua_tolstring(L, -1, &n);
+      pose_run = n > 4 && !strcmp(s0 + n - 4, ".lua");
+    }
+    lua_pop(L, 1);
+  }
+  /* the strings stay alive in the arg table, so each is popped before the buffer is touched (the buffer owns the
+   * top of the stack while in use) */
+  luaL_Buffer b;
+  luaL_buffinit(L, &b);
+  int any = 0;
+  if (pose_run) { luaL_addstring(&b, "pose run"); any = 1; }
   for (int i = first;; i++) {
-    if (lua_rawgeti(L, tbl, i) != LUA_TSTRING) { lua_pop(L, 1); if (i >= 0) break; continue; }
-    size_t len;
-    const char *s = lua_tolstring(L, -1, &len);
+    int t = lua_rawgeti(L, tbl, i);
+    size_t len = 0;
+    const char *s = t == LUA_TSTRING ? lua_tolstring(L, -1, &len) : NULL;
+    lua_pop(L, 1);
+    if (!s) { if (i >= 0) break; continue; }
     if (any) luaL_addchar(&b, ' ');
     any = 1;
     /* quote words the shell would split or expand, so that the command can be pasted back */
@@ -258,7 +273,6 @@ static void push_default_command(lua_State *L) {
       }
       luaL_addchar(&b, '\'');
     }
-    lua_pop(L, 1);
   }
   luaL_pushresult(&b);
   lua_remove(L, tbl);

@@ -37,6 +37,30 @@ T.case("root attributes on create and reopen", function()
   f:close()
 end)
 
+T.case("the default command is the process's command line, quoted for the shell", function()
+  local saved = arg
+  local long = string.rep("x y", 800) -- longer than a Lua string buffer's first block
+  arg = { [0] = "exp.lua", "--note", long, "it's", "--k=v" }
+  local ok, err = pcall(function()
+    local f <close> = pose.results(tmp("cmd.h5"), { mode = "w" })
+    T.eq(f:attr("/", "command"), "pose run exp.lua --note '" .. long .. "' 'it'\\''s' --k=v")
+  end)
+  arg = { [-2] = "lua5.4", [-1] = "-i", [0] = "lua5.4" } -- a stock interpreter without a script
+  local ok2, err2 = pcall(function()
+    local f <close> = pose.results(tmp("cmd.h5"), { mode = "w" })
+    T.eq(f:attr("/", "command"), "lua5.4 -i lua5.4")
+  end)
+  arg = nil
+  local ok3, err3 = pcall(function()
+    local f <close> = pose.results(tmp("cmd.h5"), { mode = "w" })
+    T.eq(f:attr("/", "command"), "unknown")
+  end)
+  arg = saved
+  assert(ok, err)
+  assert(ok2, err2)
+  assert(ok3, err3)
+end)
+
 T.case("datasets of every kind round-trip", function()
   local f <close> = pose.results(tmp("data.h5"), { mode = "w" })
   local cases = {
