@@ -332,7 +332,8 @@ pose_status pose_checkpoint_read_f32(const pose_checkpoint *c, const char *name,
     return pose_error(POSE_EFORMAT, "%s: tensor '%s' has shape %s, the config implies %s", e->file->path, name, have,
                       want);
   }
-  if (t->numel && !dst) return pose_error(POSE_EINVAL, "pose_checkpoint_read_f32('%s'): dst is NULL", name);
+  if (t->numel == 0) return POSE_OK;
+  if (!dst) return pose_error(POSE_EINVAL, "pose_checkpoint_read_f32('%s'): dst is NULL", name);
   const uint8_t *src = pose_st_data(e->file, t);
   int64_t n = (int64_t)t->numel;
   if (t->pose_dtype == POSE_F32) {
