@@ -18,7 +18,7 @@ typedef struct {
   pose_sample_method method;
   int64_t train_len;      /* Lc: tokens per example (full-length: the example has target_len tokens) */
   int64_t target_len;     /* Lt */
-  int chunks;             /* N >= 1 (PoSE) */
+  int chunks;             /* N >= 1 (PoSE; chunks, content, chunk_rule and u0_random are ignored by the other methods) */
   pose_sample_content content;
   pose_chunk_rule chunk_rule;
   int u0_random;          /* 0: u_0 = 0 (paper); 1: u_0 random too (authors' code before 43b43b3) */

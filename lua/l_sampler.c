@@ -11,6 +11,7 @@
  *   pose.coverage({positions_1, positions_2, ...}, target_len, {method=})   -- examples from anywhere
  *       -> {distance_hist = i64 tensor [Lt], position_hist = i64 tensor [Lt], fraction=, covered=, draws=, target_len=}
  * train_len and target_len are required; seed is any Lua integer (read as unsigned 64 bits). */
+#include <limits.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -61,9 +62,8 @@ static int l_sampler(lua_State *L) {
   o.train_len = required_int(L, 1, "train_len");
   o.target_len = required_int(L, 1, "target_len");
   lua_Integer chunks = pose_lua_opt_int(L, 1, "chunks", 2);
-  if (chunks < 1 || chunks > o.train_len)
-    pose_lua_errorf(L, "pose.sampler: chunks must be in 1..train_len (%lld), got %lld", (long long)o.train_len,
-                    (long long)chunks);
+  if (chunks < 1 || chunks > INT_MAX) /* the range against train_len is checked by pose_sampler_new */
+    pose_lua_errorf(L, "pose.sampler: chunks must be in 1..train_len, got %lld", (long long)chunks);
   o.chunks = (int)chunks;
   o.content = parse_enum(L, 1, "content", "uniform", pose_sample_content_parse, "uniform, zero or aligned");
   o.chunk_rule = parse_enum(L, 1, "chunk_rule", "paper", pose_chunk_rule_parse, "paper or code");
@@ -258,7 +258,7 @@ static int l_coverage(lua_State *L) {
   if (n < 1) pose_lua_errorf(L, "pose.coverage: the list of examples is empty");
   for (lua_Integer i = 1; i <= n; i++) {
     lua_rawgeti(L, 1, i);
-    pose_tensor *t = pose_lua_check_ids(L, -1, "positions");
+    pose_tensor *t = pose_lua_check_ids(L, lua_gettop(L), "positions");
     pose_lua_push_tensor(L, t); /* GC owns it */
     if (t->ndim != 1) pose_lua_errorf(L, "pose.coverage: example %lld must be a flat list of positions", (long long)i);
     pose_status st = pose_coverage_add(a->c, pose_tensor_data(t), t->numel);
