@@ -18,7 +18,7 @@ static pose_rope *check_rope(lua_State *L, int idx) {
 /* pose.rope{rope_type=, factor=, rope_theta=, dim=, ...} */
 static int l_rope(lua_State *L) {
   if (!lua_istable(L, 1)) pose_lua_errorf(L, "pose.rope: expected a table of rope keys, got %s", luaL_typename(L, 1));
-  cJSON *params = pose_lua_to_json(L, 1, "pose.rope");
+  cJSON *params = pose_lua_to_json(L, 1, 0);
   pose_rope **ud = lua_newuserdatauv(L, sizeof *ud, 0);
   *ud = NULL;
   luaL_setmetatable(L, ROPE_MT);

@@ -6,7 +6,6 @@
 
 #include <lauxlib.h>
 #include <lua.h>
-#include <cjson/cJSON.h>
 #include <stdint.h>
 
 #include "status.h"
@@ -46,14 +45,13 @@ int pose_lua_opt_bool(lua_State *L, int tbl, const char *key, int def);
 /* Raises an error when the options table at `tbl` has a key that is not in the NULL-terminated list `known`. */
 void pose_lua_check_keys(lua_State *L, int tbl, const char *fn, const char *const *known);
 
-/* Lua <-> JSON (lua/json.c). A Lua value (tables: a sequence is an array, otherwise string keys) -> new cJSON the
- * caller frees; unsupported values raise a Lua error naming `what`. Integral JSON numbers come back as integers,
- * nulls as absent keys. pose_lua_json_gc is the __gc of the anchor used while converting. */
-cJSON *pose_lua_to_json(lua_State *L, int idx, const char *what);
+/* JSON <-> Lua (lua/l_json.c). */
+#include <cjson/cJSON.h>
 void pose_lua_push_json(lua_State *L, const cJSON *j);
-int pose_lua_json_gc(lua_State *L);
+cJSON *pose_lua_to_json(lua_State *L, int idx, int depth);
 
 /* Registration, one per binding file. */
+void pose_lua_open_json(lua_State *L);
 void pose_lua_open_tensor(lua_State *L);
 void pose_lua_open_results(lua_State *L);
 void pose_lua_open_rope(lua_State *L);

@@ -153,7 +153,7 @@ T.case("errors name the field", function()
   T.raises(function() pose.rope{} end, "dim (or head_dim) is required")
   T.raises(function() pose.rope{dim = 7} end, "dim must be even")
   T.raises(function() pose.rope{dim = 64, [3] = 1} end, "keys must be strings")
-  T.raises(function() pose.rope{dim = 64, rope_theta = print} end, "a function cannot be converted")
+  T.raises(function() pose.rope{dim = 64, rope_theta = print} end, "cannot encode a function")
   T.raises(function() pose.rope{rope_type = "dynamic", factor = 2, dim = 64} end, "dynamic needs max_position_embeddings")
   T.raises(function() pose.rope{rope_type = "yarn", factor = 2, dim = 64} end, "original_max_position_embeddings")
   T.raises(function() pose.rope{rope_type = "yarn", factor = 2, dim = 64, original_max_position_embeddings = 4096,

@@ -1,0 +1,73 @@
+/* The decoder: one implementation parameterised by family traits (DESIGN.md section 3): LLaMA 1/2/3, Mistral, Qwen2,
+ * GPT-J, GPT-NeoX, Baichuan2. Every forward takes explicit position ids [B,T]. The CPU path computes in fp32 and is
+ * the numerical reference. Targets follow transformers' `labels`: targets[b,t] = the token expected at t, so the
+ * prediction made at t is scored against targets[b,t+1]; -100 is ignored; by default targets = ids. */
+#ifndef POSE_MODEL_H
+#define POSE_MODEL_H
+
+#include <cjson/cJSON.h>
+#include <stdint.h>
+
+#include "device.h"
+#include "rope.h"
+#include "status.h"
+
+#define POSE_IGNORE_INDEX (-100)
+
+typedef struct pose_model pose_model;
+
+/* A trainable tensor with its gradient (fp32 on the CPU path). decay: whether weight decay applies (the transformers
+ * Trainer exempts biases and norm weights). */
+typedef struct {
+  const char *name; /* Hugging Face name, e.g. "model.layers.0.self_attn.q_proj.weight" */
+  float *w, *g;
+  int64_t numel;
+  int ndim;
+  int64_t shape[4];
+  int decay;
+} pose_param;
+
+/* Loads a checkpoint directory (config.json + safetensors). rope_override: pose.rope keys replacing the config's
+ * scheme (may be NULL). */
+pose_status pose_model_load(const char *dir, const cJSON *rope_override, pose_device dev, pose_model **out);
+/* A freshly initialised model (normal(0, initializer_range) weights as transformers' _init_weights) from a
+ * config.json-shaped object; the same seed gives the same weights. */
+pose_status pose_model_init(const cJSON *config, uint64_t seed, pose_device dev, pose_model **out);
+void pose_model_free(pose_model *m);
+/* Writes config.json (DESIGN.md "Saving") and safetensors in `dtype`. */
+pose_status pose_model_save(pose_model *m, const char *dir, pose_dtype dtype);
+
+/* config.json's keys plus the resolved "rope" object (owned by the model). */
+const cJSON *pose_model_config(const pose_model *m);
+int64_t pose_model_vocab(const pose_model *m);
+pose_rope *pose_model_rope(pose_model *m);
+/* Replaces the rope scheme (pose.rope keys over the checkpoint's config); saved with the model. */
+pose_status pose_model_set_rope(pose_model *m, const cJSON *override);
+
+/* logits: [B,T,V] fp32. */
+pose_status pose_model_forward(pose_model *m, const int64_t *ids, const int64_t *pos, int64_t B, int64_t T,
+                               float *logits);
+/* Per-token NLL [B,T-1] without materialising [B,T,V] logits (ignored targets get 0). targets may be NULL. */
+pose_status pose_model_nll(pose_model *m, const int64_t *ids, const int64_t *pos, const int64_t *targets, int64_t B,
+                           int64_t T, float *nll);
+/* Forward + backward: ADDS d(loss * loss_scale)/dparam into the params' g, where loss is the mean NLL over the
+ * scored targets of this call. Returns that mean loss and the number of scored targets. A non-finite loss is
+ * POSE_ENUMERIC. */
+pose_status pose_model_backward(pose_model *m, const int64_t *ids, const int64_t *pos, const int64_t *targets,
+                                int64_t B, int64_t T, double loss_scale, double *loss, int64_t *count);
+size_t pose_model_num_params(const pose_model *m);
+pose_param *pose_model_param(pose_model *m, size_t i);
+void pose_model_zero_grad(pose_model *m);
+
+/* Incremental decoding with a KV cache (generation, passkey). Positions are explicit as everywhere; keys are rotated
+ * once, with the rope state in force at their step (as transformers does for dynamic types). */
+typedef struct pose_kv_cache pose_kv_cache;
+pose_status pose_kv_cache_new(const pose_model *m, int64_t B, int64_t capacity, pose_kv_cache **out);
+void pose_kv_cache_free(pose_kv_cache *kv);
+void pose_kv_cache_reset(pose_kv_cache *kv);
+int64_t pose_kv_cache_len(const pose_kv_cache *kv);
+/* Appends T tokens per row and writes the logits of each row's last token to logits_last [B,V]. */
+pose_status pose_model_decode(pose_model *m, pose_kv_cache *kv, const int64_t *ids, const int64_t *pos, int64_t B,
+                              int64_t T, float *logits_last);
+
+#endif
