@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "checkpoint.h" /* pose_json_float: floats written as 4.0, as Python writes them */
 #include "rope_internal.h"
 
 static const char *const TYPE_NAMES[] = {"default", "linear", "dynamic", "yarn", "llama3", "longrope", "vanilla_ntk",
@@ -46,20 +47,33 @@ static const char *json_kind(const cJSON *it) {
   if (cJSON_IsArray(it)) return "an array";
   if (cJSON_IsObject(it)) return "an object";
   if (cJSON_IsNull(it)) return "null";
+  if (cJSON_IsRaw(it)) return "a raw value";
   return "a number";
 }
 
 static const cJSON *get(const cJSON *o, const char *key) { return o ? cJSON_GetObjectItemCaseSensitive(o, key) : NULL; }
 static int present(const cJSON *o, const char *key) { const cJSON *it = get(o, key); return it && !cJSON_IsNull(it); }
 
+/* A JSON number, or a raw numeric item (pose_json_float's "4.0" in a config built in memory). */
+static int json_number(const cJSON *it, double *v) {
+  if (cJSON_IsNumber(it)) { *v = it->valuedouble; return 1; }
+  if (cJSON_IsRaw(it) && it->valuestring && *it->valuestring) {
+    char *end;
+    double d = strtod(it->valuestring, &end);
+    if (*end == 0) { *v = d; return 1; }
+  }
+  return 0;
+}
+
 /* A number field: absent or null leaves *has = 0. */
 static pose_status opt_num(const cJSON *o, const char *key, double *v, int *has) {
   const cJSON *it = get(o, key);
   *has = 0;
   if (!it || cJSON_IsNull(it)) return POSE_OK;
-  if (!cJSON_IsNumber(it)) return pose_error(POSE_EINVAL, "rope: %s must be a number, got %s", key, json_kind(it));
-  if (!isfinite(it->valuedouble)) return pose_error(POSE_EINVAL, "rope: %s must be finite", key);
-  *v = it->valuedouble;
+  double d;
+  if (!json_number(it, &d)) return pose_error(POSE_EINVAL, "rope: %s must be a number, got %s", key, json_kind(it));
+  if (!isfinite(d)) return pose_error(POSE_EINVAL, "rope: %s must be finite", key);
+  *v = d;
   *has = 1;
   return POSE_OK;
 }
@@ -140,11 +154,12 @@ static pose_status factor_list(const cJSON *p, const char *key, int n, double **
   if (!v) return pose_error(POSE_ENOMEM, "rope: out of memory");
   int i = 0;
   for (const cJSON *c = it->child; c; c = c->next, i++) {
-    if (!cJSON_IsNumber(c) || !isfinite(c->valuedouble) || c->valuedouble <= 0) {
+    double d;
+    if (!json_number(c, &d) || !isfinite(d) || d <= 0) {
       free(v);
       return pose_error(POSE_EINVAL, "rope: %s[%d] must be a number > 0", key, i + 1);
     }
-    v[i] = c->valuedouble;
+    v[i] = d;
   }
   *out = v;
   return POSE_OK;
@@ -516,35 +531,39 @@ static int uses_orig(pose_rope_type t) {
   return t == POSE_ROPE_YARN || t == POSE_ROPE_LONGROPE || t == POSE_ROPE_LLAMA3;
 }
 
-static cJSON *num_list(const double *v, int n) {
+/* A real-valued key: a plain number for pose.rope keys (Lua), a float literal ("4.0") for config.json. */
+static cJSON *real(double v, int as_float) { return as_float ? pose_json_float(v) : cJSON_CreateNumber(v); }
+static void add_real(cJSON *o, const char *key, double v, int as_float) { cJSON_AddItemToObject(o, key, real(v, as_float)); }
+
+static cJSON *num_list(const double *v, int n, int as_float) {
   cJSON *a = cJSON_CreateArray();
-  for (int i = 0; a && i < n; i++) cJSON_AddItemToArray(a, cJSON_CreateNumber(v[i]));
+  for (int i = 0; a && i < n; i++) cJSON_AddItemToArray(a, real(v[i], as_float));
   return a;
 }
 
 /* The transformers keys of the scheme's rope_scaling dict (shared by pose.rope keys and config.json). */
-static void add_type_keys(const pose_rope *r, cJSON *o) {
+static void add_type_keys(const pose_rope *r, cJSON *o, int as_float) {
   pose_rope_type t = r->type;
-  if (uses_factor(t)) cJSON_AddNumberToObject(o, "factor", r->factor);
+  if (uses_factor(t)) add_real(o, "factor", r->factor, as_float);
   if (uses_orig(t)) cJSON_AddNumberToObject(o, "original_max_position_embeddings", (double)r->orig_max_pos);
   if (t == POSE_ROPE_YARN) {
-    cJSON_AddNumberToObject(o, "beta_fast", r->beta_fast);
-    cJSON_AddNumberToObject(o, "beta_slow", r->beta_slow);
-    if (r->has_mscale) cJSON_AddNumberToObject(o, "mscale", r->mscale);
-    if (r->has_mscale_all_dim) cJSON_AddNumberToObject(o, "mscale_all_dim", r->mscale_all_dim);
+    add_real(o, "beta_fast", r->beta_fast, as_float);
+    add_real(o, "beta_slow", r->beta_slow, as_float);
+    if (r->has_mscale) add_real(o, "mscale", r->mscale, as_float);
+    if (r->has_mscale_all_dim) add_real(o, "mscale_all_dim", r->mscale_all_dim, as_float);
     if (!r->truncate) cJSON_AddBoolToObject(o, "truncate", 0);
   }
   if ((t == POSE_ROPE_YARN || t == POSE_ROPE_LONGROPE) && r->has_attention_factor)
-    cJSON_AddNumberToObject(o, "attention_factor", r->attention_factor_in);
+    add_real(o, "attention_factor", r->attention_factor_in, as_float);
   if (t == POSE_ROPE_LLAMA3) {
-    cJSON_AddNumberToObject(o, "low_freq_factor", r->low_freq_factor);
-    cJSON_AddNumberToObject(o, "high_freq_factor", r->high_freq_factor);
+    add_real(o, "low_freq_factor", r->low_freq_factor, as_float);
+    add_real(o, "high_freq_factor", r->high_freq_factor, as_float);
   }
   if (t == POSE_ROPE_LONGROPE) {
-    cJSON_AddItemToObject(o, "short_factor", num_list(r->short_factor, r->dim / 2));
-    cJSON_AddItemToObject(o, "long_factor", num_list(r->long_factor, r->dim / 2));
+    cJSON_AddItemToObject(o, "short_factor", num_list(r->short_factor, r->dim / 2, as_float));
+    cJSON_AddItemToObject(o, "long_factor", num_list(r->long_factor, r->dim / 2, as_float));
   }
-  if (t == POSE_ROPE_PROPORTIONAL && r->has_prf) cJSON_AddNumberToObject(o, "partial_rotary_factor", r->prf);
+  if (t == POSE_ROPE_PROPORTIONAL && r->has_prf) add_real(o, "partial_rotary_factor", r->prf, as_float);
 }
 
 cJSON *pose_rope_to_json(const pose_rope *r) {
@@ -555,7 +574,7 @@ cJSON *pose_rope_to_json(const pose_rope *r) {
   cJSON_AddNumberToObject(o, "dim", r->dim);
   if (r->head_dim) cJSON_AddNumberToObject(o, "head_dim", r->head_dim);
   if (r->max_pos) cJSON_AddNumberToObject(o, "max_position_embeddings", (double)r->max_pos);
-  add_type_keys(r, o);
+  add_type_keys(r, o, 0);
   if (r->type == POSE_ROPE_YARN) {
     if (r->extrapolation_factor != 1.0) cJSON_AddNumberToObject(o, "extrapolation_factor", r->extrapolation_factor);
     if (r->attn_factor != 1.0) cJSON_AddNumberToObject(o, "attn_factor", r->attn_factor);
@@ -571,7 +590,13 @@ static double prf_for(int r, int H) {
   return p;
 }
 
-static void set_num(cJSON *o, const char *key, double v) { put_num(o, key, v); }
+static void set_item(cJSON *o, const char *key, cJSON *v) {
+  if (!v) return;
+  if (get(o, key)) cJSON_ReplaceItemInObjectCaseSensitive(o, key, v);
+  else cJSON_AddItemToObject(o, key, v);
+}
+static void set_num(cJSON *o, const char *key, double v) { set_item(o, key, cJSON_CreateNumber(v)); }
+static void set_float(cJSON *o, const char *key, double v) { set_item(o, key, pose_json_float(v)); }
 
 /* Same frequencies, attention factor and runtime behaviour: what a reader of the written config would compute. */
 static int same_scheme(const pose_rope *a, const pose_rope *b) {
@@ -608,7 +633,7 @@ pose_status pose_rope_to_config(const pose_rope *r, cJSON *config) {
   double theta = t == POSE_ROPE_VANILLA_NTK ? r->theta * pow(r->factor, (double)r->dim / (double)(r->dim - 2)) : r->theta;
 
   cJSON_DeleteItemFromObjectCaseSensitive(config, "rope_parameters"); /* v5 readers would prefer it */
-  set_num(config, "rope_theta", theta);
+  set_float(config, "rope_theta", theta);
   cJSON *rs;
   if (t == POSE_ROPE_DEFAULT || t == POSE_ROPE_VANILLA_NTK) rs = cJSON_CreateNull();
   else {
@@ -617,7 +642,7 @@ pose_status pose_rope_to_config(const pose_rope *r, cJSON *config) {
       /* both spellings: transformers <= 4.44 reads type, 4.45+ and 5.x rope_type */
       cJSON_AddStringToObject(rs, "rope_type", TYPE_NAMES[t]);
       cJSON_AddStringToObject(rs, "type", TYPE_NAMES[t]);
-      add_type_keys(r, rs);
+      add_type_keys(r, rs, 1);
     }
   }
   if (!rs) return pose_error(POSE_ENOMEM, "rope: out of memory");
@@ -625,16 +650,16 @@ pose_status pose_rope_to_config(const pose_rope *r, cJSON *config) {
   else cJSON_AddItemToObject(config, "rope_scaling", rs);
 
   if (strcmp(fam, "gpt_neox") == 0) {
-    set_num(config, "rotary_emb_base", theta);
-    set_num(config, "rotary_pct", prf_for(r->dim, H));
+    set_float(config, "rotary_emb_base", theta);
+    set_float(config, "rotary_pct", prf_for(r->dim, H));
     cJSON_DeleteItemFromObjectCaseSensitive(config, "partial_rotary_factor");
   } else if (strcmp(fam, "gptj") == 0) {
     set_num(config, "rotary_dim", r->dim);
   } else if (llama_like(fam)) {
     if (t == POSE_ROPE_PROPORTIONAL) {
-      if (r->has_prf || get(config, "partial_rotary_factor")) set_num(config, "partial_rotary_factor", r->has_prf ? r->prf : 1.0);
+      if (r->has_prf || get(config, "partial_rotary_factor")) set_float(config, "partial_rotary_factor", r->has_prf ? r->prf : 1.0);
     } else if (r->dim != H || get(config, "partial_rotary_factor")) {
-      set_num(config, "partial_rotary_factor", prf_for(r->dim, H));
+      set_float(config, "partial_rotary_factor", prf_for(r->dim, H));
     }
   }
   if (uses_orig(t) && get(config, "original_max_position_embeddings"))

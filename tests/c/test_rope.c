@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <unistd.h>
 
+#include "checkpoint.h"
 #include "rope.h"
 #include "testutil.h"
 
@@ -66,6 +67,12 @@ static pose_status config_err(const char *config, const char *family, int head_d
 static int same_inv(const pose_rope *a, const pose_rope *b) {
   if (!a || !b || pose_rope_dim(a) != pose_rope_dim(b)) return 0;
   return memcmp(pose_rope_inv_freq(a), pose_rope_inv_freq(b), sizeof(float) * (size_t)(pose_rope_dim(a) / 2)) == 0;
+}
+
+/* a config value written by pose_rope_to_config: numbers, or raw float literals such as "4.0" */
+static double num(const cJSON *it) {
+  if (cJSON_IsRaw(it)) return strtod(it->valuestring, NULL);
+  return cJSON_IsNumber(it) ? it->valuedouble : NAN;
 }
 
 static const int JS[8] = {0, 1, 20, 21, 30, 45, 46, 63};
@@ -366,6 +373,15 @@ static void test_config_parsing(void) {
   r = C("{\"hidden_size\":4096,\"num_attention_heads\":32,\"head_dim\":64}", "qwen2", 64, NULL);
   CHECK(r && pose_rope_dim(r) == 64);
   pose_rope_free(r);
+  /* a config built in memory with float literals (pose_json_float raw items) */
+  cJSON *mem = J("{\"rope_scaling\":{\"rope_type\":\"linear\"}}");
+  cJSON_AddItemToObject(cJSON_GetObjectItemCaseSensitive(mem, "rope_scaling"), "factor", pose_json_float(4));
+  cJSON_AddItemToObject(mem, "rope_theta", pose_json_float(10000));
+  r = NULL;
+  CHECK_OK(pose_rope_from_config(mem, "llama", 64, NULL, &r));
+  CHECK(r && pose_rope_inv_freq(r)[0] == 0.25f && pose_rope_base(r) == 10000);
+  pose_rope_free(r);
+  cJSON_Delete(mem);
   /* unknown keys of a config's rope dict are ignored (transformers only warns) */
   r = C("{\"rope_scaling\":{\"type\":\"yarn\",\"factor\":16,\"original_max_position_embeddings\":4096,\"finetuned\":true}}",
         "llama", 128, NULL);
@@ -770,7 +786,7 @@ static void round_trip(const char *json, const char *family, int head_dim, const
     const cJSON *a = cJSON_GetObjectItemCaseSensitive(rs, "rope_type"), *b = cJSON_GetObjectItemCaseSensitive(rs, "type");
     CHECK(cJSON_IsString(a) && cJSON_IsString(b) && strcmp(a->valuestring, b->valuestring) == 0);
   }
-  CHECK(cJSON_IsNumber(cJSON_GetObjectItemCaseSensitive(cfg0, "rope_theta")));
+  CHECK(isfinite(num(cJSON_GetObjectItemCaseSensitive(cfg0, "rope_theta"))));
   CHECK(!cJSON_GetObjectItemCaseSensitive(cfg0, "rope_parameters"));
   /* through text, as a file would */
   char *text = cJSON_PrintUnformatted(cfg0);
@@ -841,7 +857,7 @@ static void test_save_load(void) {
   cJSON *cfg = J("{\"rope_parameters\":{\"rope_type\":\"linear\",\"factor\":2},\"pose_rope\":{\"dim\":8}}");
   CHECK_OK(pose_rope_to_config(r, cfg));
   CHECK(cJSON_IsNull(cJSON_GetObjectItemCaseSensitive(cfg, "rope_scaling")));
-  CHECK(fabs(cJSON_GetObjectItemCaseSensitive(cfg, "rope_theta")->valuedouble - 40889.94) < 0.01);
+  CHECK(fabs(num(cJSON_GetObjectItemCaseSensitive(cfg, "rope_theta")) - 40889.94) < 0.01);
   CHECK(!cJSON_GetObjectItemCaseSensitive(cfg, "pose_rope") && !cJSON_GetObjectItemCaseSensitive(cfg, "rope_parameters"));
   cJSON_Delete(cfg);
   pose_rope_free(r);
@@ -851,7 +867,13 @@ static void test_save_load(void) {
   CHECK(cJSON_GetObjectItemCaseSensitive(cfg, "original_max_position_embeddings")->valuedouble == 4096);
   const cJSON *rs = cJSON_GetObjectItemCaseSensitive(cfg, "rope_scaling");
   CHECK(cJSON_GetObjectItemCaseSensitive(rs, "original_max_position_embeddings")->valuedouble == 4096);
-  CHECK(cJSON_GetObjectItemCaseSensitive(rs, "factor")->valuedouble == 4);
+  /* real-valued keys print as Python floats, integer ones as ints */
+  CHECK(cJSON_IsRaw(cJSON_GetObjectItemCaseSensitive(rs, "factor")) &&
+        strcmp(cJSON_GetObjectItemCaseSensitive(rs, "factor")->valuestring, "4.0") == 0);
+  char *txt = cJSON_PrintUnformatted(cfg);
+  CHECK(strstr(txt, "\"rope_theta\":10000.0") && strstr(txt, "\"original_max_position_embeddings\":4096,") &&
+        strstr(txt, "\"beta_fast\":32.0"));
+  free(txt);
   cJSON_Delete(cfg);
   pose_rope_free(r);
   r = R("{\"rope_type\":\"dynamic\",\"factor\":4,\"dim\":64,\"max_position_embeddings\":2048}");
