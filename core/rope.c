@@ -216,6 +216,13 @@ void pose_rope_update(pose_rope *r, int64_t max_pos) {
   }
 }
 
+void pose_rope_update_positions(pose_rope *r, const int64_t *pos, int64_t n) {
+  if (n <= 0 || (r->type != POSE_ROPE_DYNAMIC && r->type != POSE_ROPE_LONGROPE)) return;
+  int64_t m = pos[0];
+  for (int64_t i = 1; i < n; i++) if (pos[i] > m) m = pos[i];
+  pose_rope_update(r, m);
+}
+
 const float *pose_rope_inv_freq(const pose_rope *r) { return r->inv; }
 pose_rope_type pose_rope_kind(const pose_rope *r) { return r->type; }
 int pose_rope_dim(const pose_rope *r) { return r->dim; }

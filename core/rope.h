@@ -50,6 +50,8 @@ double pose_rope_attention_factor(const pose_rope *r); /* A, multiplies cos and 
 /* Dynamic and longrope: advance the state machine for a forward whose largest position id over the batch is
  * max_pos (L = max_pos + 1), exactly as transformers does (grow / keep / reset). No-op for static types. */
 void pose_rope_update(pose_rope *r, int64_t max_pos);
+/* The same for a batch's position ids (n of them, any layout): L = max over all of them + 1. n = 0 does nothing. */
+void pose_rope_update_positions(pose_rope *r, const int64_t *pos, int64_t n);
 /* The current inverse frequencies, r/2 floats. */
 const float *pose_rope_inv_freq(const pose_rope *r);
 /* cos and sin for n positions, each written as [n][r/2] floats, A applied: phi = fl32(inv[j] * fl32(p)). */

@@ -68,12 +68,19 @@ static int m_cos_sin(lua_State *L) {
   return 2;
 }
 
-/* r:update(max_pos): the dynamic / longrope state machine for a forward whose largest position id is max_pos */
+/* r:update(max_pos) or r:update(positions): the dynamic / longrope state machine for a forward whose largest
+ * position id is max_pos (or the largest of the batch's positions) */
 static int m_update(lua_State *L) {
   pose_rope *r = check_rope(L, 1);
+  if (lua_istable(L, 2) || pose_lua_test_tensor(L, 2)) {
+    pose_tensor *pos = pose_lua_check_ids(L, 2, "rope:update positions");
+    pose_lua_push_tensor(L, pos); /* anchored for the GC */
+    pose_rope_update_positions(r, pose_tensor_data(pos), pos->numel);
+    return 0;
+  }
   int ok;
   lua_Integer p = lua_tointegerx(L, 2, &ok);
-  if (!ok) pose_lua_errorf(L, "pose: rope:update: max_pos must be an integer, got %s", luaL_typename(L, 2));
+  if (!ok) pose_lua_errorf(L, "pose: rope:update: max_pos must be an integer (or positions), got %s", luaL_typename(L, 2));
   pose_rope_update(r, p);
   return 0;
 }

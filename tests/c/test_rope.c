@@ -466,6 +466,14 @@ static void test_dynamic(void) {
     double s = 4, ex = 10000 * pow(s * (double)L[i] / 4096 - (s - 1), 128.0 / 126.0);
     CHECK(fabs(pose_rope_base(r) / ex - 1) < 5e-7);
   }
+  /* the batch maximum decides, whatever the layout */
+  int64_t batch[6] = {0, 1, 8191, 5, 4000, 2};
+  pose_rope *bm = R("{\"rope_type\":\"dynamic\",\"factor\":4,\"dim\":128,\"max_position_embeddings\":4096}");
+  pose_rope_update_positions(bm, batch, 6);
+  CHECK(pose_rope_cached_len(bm) == 8192);
+  pose_rope_update_positions(bm, batch, 0);
+  CHECK(pose_rope_cached_len(bm) == 8192);
+  pose_rope_free(bm);
   /* decode step: a single id p means L = p + 1 */
   pose_rope_update(r, 40000);
   CHECK(pose_rope_cached_len(r) == 40001);

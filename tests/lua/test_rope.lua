@@ -120,6 +120,11 @@ T.case("dynamic: grow, keep, reset (5.17)", function()
     T.same(r:inv_freq():totable(), want[L], "after L = " .. L)
   end
   T.check(r:base() > 10000)
+  -- positions instead of max_pos: the batch-wide maximum decides (120 here)
+  r:update({{0, 5, 119}, {3, 4, 7}})
+  T.same(r:inv_freq():totable(), fresh(120), "batch max")
+  r:update(pose.tensor({9}, "i32"))
+  T.same(r:inv_freq():totable(), default, "reset from a tensor of positions")
   -- static types ignore update
   local s = pose.rope{rope_type = "linear", factor = 2, dim = 32}
   local before = s:inv_freq():totable()
@@ -173,6 +178,7 @@ T.case("errors name the field", function()
   T.raises(function() r:cos_sin({{{{1}}}}) end, "at most 3")
   T.raises(function() r:update("x") end, "max_pos must be an integer")
   T.raises(function() r:update(1.5) end, "max_pos must be an integer")
+  T.raises(function() r:update({1.5}) end, "not an integer")
   T.raises(function() r.inv_freq({}) end, "pose.rope expected")
 end)
 
