@@ -390,6 +390,11 @@ static pose_status config_to_params(const cJSON *config, const char *family, int
   POSE_TRY(st);
   /* the rope dict: v4 rope_scaling, with v5 rope_parameters' keys taking precedence */
   const cJSON *dicts[2] = {rs, rp};
+  for (int d = 0; d < 2; d++)
+    for (const cJSON *c = dicts[d] ? dicts[d]->child : NULL; c; c = c->next)
+      if (cJSON_IsObject(c))
+        return pose_error(POSE_EUNSUPPORTED, "rope: per-layer %s ('%s': {...}) is not supported",
+                          d ? "rope_parameters" : "rope_scaling", c->string);
   const char *type = NULL;
   for (int d = 0; d < 2; d++) {
     if (!dicts[d]) continue;

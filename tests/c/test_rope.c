@@ -746,6 +746,8 @@ static void test_errors(void) {
   CHECK_ERR(config_err("{\"rope_scaling\":{\"type\":\"linear\"}}", "llama", 64, NULL), POSE_EINVAL, "linear needs factor");
   CHECK_ERR(config_err("{\"rope_scaling\":{\"type\":\"su\",\"factor\":2}}", "llama", 64, NULL), POSE_EINVAL, "unknown rope_type 'su'");
   CHECK_ERR(config_err("{\"pose_rope\":3}", "llama", 64, NULL), POSE_EINVAL, "pose_rope must be an object");
+  CHECK_ERR(config_err("{\"rope_parameters\":{\"full_attention\":{\"rope_type\":\"default\"}}}", "llama", 64, NULL),
+            POSE_EUNSUPPORTED, "per-layer rope_parameters ('full_attention'");
   CHECK_ERR(config_err("{\"rope_theta\":\"1e4\"}", "llama", 64, NULL), POSE_EINVAL, "rope_theta must be a number");
   CHECK_ERR(config_err("{}", "llama", 0, NULL), POSE_EINVAL, "head_dim must be in");
   CHECK_ERR(config_err("[]", "llama", 64, NULL), POSE_EINVAL, "config must be a JSON object");
