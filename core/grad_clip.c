@@ -38,8 +38,12 @@ static double sumsq(const float *x, int64_t n) {
 }
 
 float pose_grad_global_norm(pose_param *const *ps, size_t n) {
+  /* torch: total_norm = vector_norm(stack([vector_norm(g) for g in grads])), each a float32 result */
   double s = 0;
-  for (size_t i = 0; i < n; i++) s += sumsq(ps[i]->g, ps[i]->numel);
+  for (size_t i = 0; i < n; i++) {
+    float ni = (float)sqrt(sumsq(ps[i]->g, ps[i]->numel));
+    s += (double)ni * ni;
+  }
   return (float)sqrt(s);
 }
 

@@ -8,9 +8,10 @@
 #include "dtype.h" /* model.h uses pose_dtype without including it */
 #include "model.h"
 
-/* ||all gradients||_2: squares summed in double over fixed 16384-element blocks in a fixed order (the same bits
- * for any thread count), square-rooted and rounded to float, like torch's float32 total_norm (torch takes the norm
- * of the per-tensor float32 norms; the two agree to an ulp or so). Non-finite when any gradient element is. */
+/* ||all gradients||_2 structured as torch computes it: each tensor's norm rounded to float, then the norm of those
+ * norms rounded to float. Squares are summed in double over fixed 16384-element blocks in a fixed order, so the
+ * result has the same bits for any thread count (torch's own float32 reductions may differ by an ulp).
+ * Non-finite when any gradient element is. */
 float pose_grad_global_norm(pose_param *const *ps, size_t n);
 /* torch's coefficient: clip_coef = max_norm / (total_norm + 1e-6) in float32, which Tensor.__rtruediv__ evaluates
  * as reciprocal(total_norm + 1e-6) * max_norm; clamped to at most 1. */
