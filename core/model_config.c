@@ -191,7 +191,9 @@ static pose_status parse(const cJSON *c, pose_model_cfg *cfg) {
       POSE_TRY(get_num(c, "z_loss_weight", 0, &z));
       if (z != 0) return pose_error(POSE_EUNSUPPORTED, "config.json: z_loss_weight %g is not supported (only 0)", z);
     } else {
-      POSE_TRY(get_int(c, "num_key_value_heads", 0, kv_def, &cfg->kv_heads));
+      /* absent: the config class's default; explicit null: num_attention_heads (transformers' BC rule) */
+      const cJSON *kvj = field(c, "num_key_value_heads");
+      POSE_TRY(get_int(c, "num_key_value_heads", 0, kvj ? cfg->heads : kv_def, &cfg->kv_heads));
       POSE_TRY(get_int(c, "head_dim", 0, 0, &cfg->head_dim));
     }
     POSE_TRY(get_int(c, "max_position_embeddings", 0, 0, &cfg->max_pos));
@@ -229,8 +231,10 @@ static pose_status parse(const cJSON *c, pose_model_cfg *cfg) {
   if (cfg->heads <= 0) return pose_error(POSE_EINVAL, "config.json: num_attention_heads must be positive");
   if (cfg->inter <= 0) return pose_error(POSE_EINVAL, "config.json: intermediate_size must be positive");
   if (cfg->kv_heads <= 0 || cfg->heads % cfg->kv_heads)
-    return pose_error(POSE_EINVAL, "config.json: num_key_value_heads (%lld) must divide num_attention_heads (%lld)",
-                      (long long)cfg->kv_heads, (long long)cfg->heads);
+    return pose_error(POSE_EINVAL, "config.json: num_key_value_heads (%lld%s) must divide num_attention_heads (%lld)",
+                      (long long)cfg->kv_heads,
+                      is_null_or_absent(c, "num_key_value_heads") ? ", the transformers default when absent" : "",
+                      (long long)cfg->heads);
   if (cfg->head_dim == 0) {
     if (cfg->hidden % cfg->heads)
       return pose_error(POSE_EINVAL, "config.json: num_attention_heads (%lld) does not divide hidden_size (%lld)",

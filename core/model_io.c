@@ -78,6 +78,14 @@ static pose_status saved_config(const pose_model *m, pose_dtype dtype, cJSON **o
   if (!cfg) return pose_error(POSE_ENOMEM, "save: out of memory");
   pose_status st = pose_rope_to_config(m->rope, cfg);
   if (st != POSE_OK) { cJSON_Delete(cfg); return st; }
+  /* explicit, so that readers with another default (PretrainedConfig's is true) agree */
+  set_item(cfg, "tie_word_embeddings", cJSON_CreateBool(m->cfg.tied));
+  if (!cJSON_HasObjectItem(cfg, "architectures")) {
+    static const char *const arch[] = {"LlamaForCausalLM", "MistralForCausalLM", "Qwen2ForCausalLM",
+                                       "GPTJForCausalLM", "GPTNeoXForCausalLM", "BaichuanForCausalLM"};
+    const char *a = arch[m->cfg.family];
+    cJSON_AddItemToObject(cfg, "architectures", cJSON_CreateStringArray(&a, 1));
+  }
   set_item(cfg, "torch_dtype", cJSON_CreateString(torch_dtype_name(dtype)));
   if (cJSON_HasObjectItem(cfg, "dtype")) set_item(cfg, "dtype", cJSON_CreateString(torch_dtype_name(dtype)));
   *out = cfg;
