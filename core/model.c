@@ -309,6 +309,10 @@ pose_param *pose_model_param(pose_model *m, size_t i) {
   return &m->params[i];
 }
 
+const pose_param *pose_model_param_info(const pose_model *m, size_t i) {
+  return i < m->n_params ? &m->params[i] : NULL;
+}
+
 void pose_model_zero_grad(pose_model *m) {
   if (pose_model_ensure_grads(m) == POSE_OK) memset(m->g_arena, 0, m->arena_numel * sizeof(float));
 }

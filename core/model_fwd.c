@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "ops_common.h"
 #include "attention.h"
 #include "model_internal.h"
 #include "ops_act.h"
@@ -106,12 +107,12 @@ static pose_status ws_alloc(const pose_model *m, int64_t N, int64_t B, int train
 /* ---- blocks ---------------------------------------------------------------------------------------------------- */
 
 static void add3(float *y, const float *a, const float *b, const float *c, int64_t n) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (n > POSE_PAR_MIN)
   for (int64_t i = 0; i < n; i++) y[i] = (a[i] + b[i]) + c[i];
 }
 
 static void add2(float *y, const float *a, const float *b, int64_t n) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (n > POSE_PAR_MIN)
   for (int64_t i = 0; i < n; i++) y[i] = a[i] + b[i];
 }
 
@@ -138,7 +139,7 @@ static void qkv_fwd(pose_model *m, const pose_layer_idx *L, const float *h, int6
   }
   pose_linear_fwd(h, pose_model_w(m, L->qkv_w), pose_model_w(m, L->qkv_b), qkv, N, D, 3 * D);
   int neox = m->cfg.qkv == POSE_QKV_NEOX;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (N * D > POSE_PAR_MIN)
   for (int64_t n = 0; n < N; n++) {
     const float *src = qkv + n * 3 * D;
     if (neox) { /* [heads][q | k | v] per head */
@@ -165,7 +166,7 @@ static void qkv_bwd(pose_model *m, const pose_layer_idx *L, const float *h, int6
     return;
   }
   int neox = m->cfg.qkv == POSE_QKV_NEOX;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (N * D > POSE_PAR_MIN)
   for (int64_t n = 0; n < N; n++) {
     float *dst = dqkv + n * 3 * D;
     if (neox) {

@@ -1,3 +1,4 @@
+#include "ops_common.h"
 #include "ops_act.h"
 
 #include <math.h>
@@ -34,7 +35,7 @@ static inline void act_eval(pose_act_kind k, float x, float *f, float *df) {
 }
 
 void pose_act_fwd(pose_act_kind k, const float *g, const float *u, float *a, int64_t n) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (n > POSE_PAR_MIN / 8)
   for (int64_t i = 0; i < n; i++) {
     float f, df;
     act_eval(k, g[i], &f, &df);
@@ -43,7 +44,7 @@ void pose_act_fwd(pose_act_kind k, const float *g, const float *u, float *a, int
 }
 
 void pose_act_bwd(pose_act_kind k, const float *g, const float *u, const float *da, float *dg, float *du, int64_t n) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (n > POSE_PAR_MIN / 8)
   for (int64_t i = 0; i < n; i++) {
     float f, df;
     act_eval(k, g[i], &f, &df);

@@ -1,3 +1,4 @@
+#include "ops_common.h"
 #include "ops_linear.h"
 
 #include <cblas.h>
@@ -8,7 +9,7 @@ void pose_linear_fwd(const float *x, const float *W, const float *b, float *y, i
   cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, (int)N, (int)out, (int)in, 1.0f, x, (int)in, W, (int)in, 0.0f,
               y, (int)out);
   if (b) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (N * out > POSE_PAR_MIN)
     for (int64_t n = 0; n < N; n++) {
       float *row = y + n * out;
       for (int64_t o = 0; o < out; o++) row[o] += b[o];
@@ -34,7 +35,7 @@ void pose_linear_bwd(const float *x, const float *W, const float *dy, float *dx,
 
 void pose_colsum_add(const float *a, int64_t N, int64_t C, float *out) {
   int64_t nblk = (C + COLBLK - 1) / COLBLK;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (N * C > POSE_PAR_MIN)
   for (int64_t blk = 0; blk < nblk; blk++) {
     int64_t c0 = blk * COLBLK, c1 = c0 + COLBLK < C ? c0 + COLBLK : C;
     float acc[COLBLK] = {0};
@@ -47,13 +48,13 @@ void pose_colsum_add(const float *a, int64_t N, int64_t C, float *out) {
 }
 
 void pose_embed_fwd(const float *E, const int64_t *ids, int64_t N, int64_t D, float *y) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (N * D > POSE_PAR_MIN)
   for (int64_t n = 0; n < N; n++) memcpy(y + n * D, E + ids[n] * D, (size_t)D * sizeof(float));
 }
 
 void pose_embed_bwd(const int64_t *ids, const float *dy, int64_t N, int64_t D, int64_t skip_id, float *dE) {
   int64_t nblk = (D + COLBLK - 1) / COLBLK;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (N * D > POSE_PAR_MIN)
   for (int64_t blk = 0; blk < nblk; blk++) {
     int64_t c0 = blk * COLBLK, c1 = c0 + COLBLK < D ? c0 + COLBLK : D;
     for (int64_t n = 0; n < N; n++) {

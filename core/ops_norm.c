@@ -1,3 +1,4 @@
+#include "ops_common.h"
 #include "ops_norm.h"
 
 #include <math.h>
@@ -6,7 +7,7 @@
 
 void pose_norm_fwd(int rms, const float *x, const float *w, const float *b, float eps, int64_t N, int64_t C, float *y,
                    float *mean, float *rstd) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (N * C > POSE_PAR_MIN)
   for (int64_t n = 0; n < N; n++) {
     const float *xr = x + n * C;
     float *yr = y + n * C;
@@ -38,7 +39,7 @@ void pose_norm_fwd(int rms, const float *x, const float *w, const float *b, floa
 void pose_norm_bwd(int rms, const float *x, const float *w, const float *mean, const float *rstd, const float *dy,
                    int64_t N, int64_t C, float *dx, int accumulate_dx, float *dw, float *db) {
   if (dx) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (N * C > POSE_PAR_MIN)
     for (int64_t n = 0; n < N; n++) {
       const float *xr = x + n * C, *g = dy + n * C;
       float *o = dx + n * C;
@@ -60,7 +61,7 @@ void pose_norm_bwd(int rms, const float *x, const float *w, const float *mean, c
   }
   if (dw) {
     int64_t nblk = (C + COLBLK - 1) / COLBLK;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (N * C > POSE_PAR_MIN)
     for (int64_t blk = 0; blk < nblk; blk++) {
       int64_t c0 = blk * COLBLK, c1 = c0 + COLBLK < C ? c0 + COLBLK : C;
       float acc[COLBLK] = {0};

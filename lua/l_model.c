@@ -270,7 +270,7 @@ static int m_params(lua_State *L) {
   size_t n = pose_model_num_params(m);
   lua_createtable(L, (int)n, 0);
   for (size_t i = 0; i < n; i++) {
-    pose_param *p = pose_model_param(m, i);
+    const pose_param *p = pose_model_param_info(m, i);
     lua_createtable(L, 0, 3);
     lua_pushstring(L, p->name);
     lua_setfield(L, -2, "name");
@@ -288,7 +288,7 @@ static int m_param(lua_State *L) {
   pose_model *m = pose_lua_check_model(L, 1);
   const char *name = luaL_checkstring(L, 2);
   for (size_t i = 0; i < pose_model_num_params(m); i++) {
-    pose_param *p = pose_model_param(m, i);
+    const pose_param *p = pose_model_param_info(m, i);
     if (strcmp(p->name, name)) continue;
     pose_tensor *t;
     POSE_LUA_TRY(L, pose_tensor_from_data(&t, POSE_F32, p->ndim, p->shape, p->w));
