@@ -218,10 +218,19 @@ pose_status pose_model_build(const cJSON *config, const cJSON *rope_override, po
   if (st != POSE_OK) { free(m); return st; }
   m->base = cJSON_Duplicate(config, 1);
   if (!m->base) { pose_model_free(m); return pose_error(POSE_ENOMEM, "model: out of memory"); }
-  cJSON_DeleteItemFromObjectCaseSensitive(m->base, "rope"); /* m.config's own key, if a config came from there */
+  /* A config that came from m.config carries the resolved scheme under "rope": it acts as the override (unless one
+   * is given), so that pose.init(m.config) rebuilds the same scheme; it is not a config.json key. */
+  cJSON *own_rope = cJSON_DetachItemFromObjectCaseSensitive(m->base, "rope");
+  if (own_rope && !cJSON_IsObject(own_rope)) {
+    cJSON_Delete(own_rope);
+    pose_model_free(m);
+    return pose_error(POSE_EINVAL, "config: \"rope\" must be an object of pose.rope keys");
+  }
+  if (!rope_override) rope_override = own_rope;
   m->qdim = m->cfg.heads * m->cfg.head_dim;
   m->kvdim = m->cfg.kv_heads * m->cfg.head_dim;
   if (m->cfg.qkv != POSE_QKV_SEPARATE && m->qdim != m->cfg.hidden) {
+    cJSON_Delete(own_rope);
     pose_model_free(m);
     return pose_error(POSE_EINVAL, "config.json: %s needs num_attention_heads * head_dim == hidden_size",
                       m->cfg.model_type);
@@ -229,9 +238,11 @@ pose_status pose_model_build(const cJSON *config, const cJSON *rope_override, po
   if ((st = apply_override_max_pos(m, rope_override)) != POSE_OK ||
       (st = make_rope(m, rope_override, &m->rope)) != POSE_OK || (st = build_table(m)) != POSE_OK ||
       (st = refresh_config(m)) != POSE_OK) {
+    cJSON_Delete(own_rope);
     pose_model_free(m);
     return st;
   }
+  cJSON_Delete(own_rope);
   m->rot = pose_rope_dim(m->rope);
   *out = m;
   return POSE_OK;
