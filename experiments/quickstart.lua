@@ -71,6 +71,14 @@ for i, p in ipairs(heldout_files) do
   local ids = tok:encode(read_file(p), {bos = false})
   eval_docs[#eval_docs + 1] = table.move(ids, 1, math.min(#ids, opts.eval_tokens), 1, {})
 end
+-- tokens of the passkey prompt with no filler, plus its answer: synthetic pre-training documents must fit in Lc
+local bare_prompt = #tok:encode(pose.eval.passkey_template.intro .. string.format(pose.eval.passkey_template.key, 12345,
+                                12345) .. pose.eval.passkey_template.question, {bos = true})
+local answer_len = #tok:encode(" 12345.", {bos = false})
+if bare_prompt + answer_len > Lc and opts.passkey_share > 0 then
+  log("the bare passkey prompt (%d tokens) does not fit in Lc = %d: no synthetic passkey documents", bare_prompt, Lc)
+  opts.passkey_share = 0
+end
 local ntok = 0
 for _, d in ipairs(train_docs) do ntok = ntok + #d end
 log("tokenizer: vocab %d; %d training tokens in %d documents; %d held-out documents", tok.vocab_size, ntok,
@@ -172,7 +180,11 @@ local methods = {
 }
 local windows = {}
 for w = Lc, Lt, Lc do windows[#windows + 1] = w end
-local passkey_lengths = {Lc, 2 * Lc, Lt}
+-- passkey lengths from Lc to Lt; a length shorter than the bare prompt (no filler at all) cannot be asked
+local passkey_lengths = {}
+for _, L in ipairs({Lc, 2 * Lc, Lt}) do
+  if L >= bare_prompt then passkey_lengths[#passkey_lengths + 1] = L end
+end
 local rows, table_ppl, table_pk = {}, {}, {}
 
 for i, mth in ipairs(methods) do
