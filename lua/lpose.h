@@ -45,7 +45,13 @@ int pose_lua_opt_bool(lua_State *L, int tbl, const char *key, int def);
 /* Raises an error when the options table at `tbl` has a key that is not in the NULL-terminated list `known`. */
 void pose_lua_check_keys(lua_State *L, int tbl, const char *fn, const char *const *known);
 
+/* JSON <-> Lua (lua/l_json.c). */
+#include <cjson/cJSON.h>
+void pose_lua_push_json(lua_State *L, const cJSON *j);
+cJSON *pose_lua_to_json(lua_State *L, int idx, int depth);
+
 /* Registration, one per binding file. */
+void pose_lua_open_json(lua_State *L);
 void pose_lua_open_tensor(lua_State *L);
 void pose_lua_open_results(lua_State *L);
 void pose_lua_open_rope(lua_State *L);

@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include <omp.h>
 
@@ -19,6 +20,14 @@ extern const struct pose_embedded_lua pose_embedded_lua[];
 #pragma weak pose_lua_open_tokenizer
 #pragma weak pose_lua_open_data
 #pragma weak pose_lua_open_eval
+
+/* pose.now(): monotonic wall-clock seconds, for timings and progress rates (os.clock is CPU time). */
+static int l_now(lua_State *L) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  lua_pushnumber(L, (lua_Number)ts.tv_sec + 1e-9 * (lua_Number)ts.tv_nsec);
+  return 1;
+}
 
 static int l_device(lua_State *L) {
   pose_device d;
@@ -86,7 +95,10 @@ int luaopen_pose(lua_State *L) {
   lua_setfield(L, -2, "device");
   lua_pushcfunction(L, l_info);
   lua_setfield(L, -2, "info");
+  lua_pushcfunction(L, l_now);
+  lua_setfield(L, -2, "now");
   pose_lua_open_tensor(L);
+  pose_lua_open_json(L);
   /* Components land one by one; each registers when it is linked in (weak references until then). */
   void (*const opens[])(lua_State *) = {pose_lua_open_results, pose_lua_open_rope,  pose_lua_open_sampler,
                                         pose_lua_open_model,   pose_lua_open_tokenizer, pose_lua_open_data,

@@ -105,6 +105,7 @@ static void table_fill(lua_State *L, int idx, int depth, int ndim, pose_dtype dt
 }
 
 pose_tensor *pose_lua_table_to_tensor(lua_State *L, int idx, pose_dtype dt) {
+  idx = lua_absindex(L, idx); /* a relative index would move when the tensor is pushed below */
   luaL_checktype(L, idx, LUA_TTABLE);
   int ndim = 0, fixed = 0;
   int64_t shape[POSE_MAX_DIMS] = {0};

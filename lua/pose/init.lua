@@ -3,4 +3,7 @@
 
 return function(p)
   p.args = require "pose.args"
+  p.progress = require "pose.progress"
+  p.progress.clock = p.now
+  p.eval = require "pose.eval"
 end
