@@ -9,12 +9,6 @@
 #include "model.h" /* POSE_IGNORE_INDEX */
 #include "rng.h"
 
-/* The sampler implementation lands separately (core/sampler.c); until it is linked in, these stay weak so that the
- * library still links, and pose_loader_new reports the loader as unavailable. */
-#pragma weak pose_sampler_draw
-#pragma weak pose_sampler_example_len
-#pragma weak pose_sampler_min_doc_len
-#pragma weak pose_sampler_options
 
 struct pose_loader {
   pose_loader_opts o;
@@ -117,8 +111,6 @@ pose_status pose_loader_new(pose_shard *const *shards, int n_shards, const pose_
   *out = NULL;
   pose_loader_opts def;
   if (!opts) { pose_loader_defaults(&def); opts = &def; }
-  if (!pose_sampler_draw || !pose_sampler_example_len || !pose_sampler_min_doc_len || !pose_sampler_options)
-    return pose_error(POSE_EUNSUPPORTED, "loader: this build has no sampler (core/sampler.c)");
   if (!sampler) return pose_error(POSE_EINVAL, "loader: no sampler");
   if (n_shards < 1 || !shards) return pose_error(POSE_EINVAL, "loader: no shards");
   if (opts->batch < 1) return pose_error(POSE_EINVAL, "loader: batch must be >= 1 (got %lld)", (long long)opts->batch);
@@ -279,14 +271,14 @@ static pose_status example_into(const pose_loader *ld, uint64_t e, int64_t *ids,
   int64_t len = ld->unit_len[u];
   if (doc) *doc = ld->unit_doc[u];
   /* tokens the sampler fills: example_len, or fewer for a short document kept whole (sampler.h) */
-  int64_t eff = len;
-  const pose_sampler_opts *so = pose_sampler_options(ld->sampler);
-  if (so->max_doc_tokens > 0 && eff > so->max_doc_tokens) eff = so->max_doc_tokens;
-  int64_t n = eff < T ? eff : T;
+  int64_t n = 0;
+  pose_status st = pose_sampler_doc_tokens(ld->sampler, len, &n);
+  if (st != POSE_OK || n > T)
+    return st != POSE_OK ? st : pose_error(POSE_EINVAL, "loader: sampler wants %lld tokens, examples have %lld",
+                                           (long long)n, (long long)T);
   int64_t *pos = positions ? positions : offsets + T; /* scratch holds 2T (+ vlen) values */
   for (int64_t k = 0; k < T; k++) offsets[k] = -1;
-  int n_chunks = 0;
-  pose_status st = pose_sampler_draw(ld->sampler, len, e, pos, offsets, NULL, 0, &n_chunks);
+  st = pose_sampler_draw(ld->sampler, len, e, pos, offsets, NULL, 0, NULL);
   if (st != POSE_OK)
     return pose_error_prefix(st, "loader: example %llu (document %lld, %lld tokens): ", (unsigned long long)e,
                              (long long)ld->unit_doc[u], (long long)len);

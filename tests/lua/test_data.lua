@@ -236,10 +236,11 @@ T.case("loader: short_docs = whole pads with -100 targets", function()
   local ok, s = pcall(pose.sampler, {method = "pose", train_len = 20, target_len = 40, short_docs = "whole", seed = 1})
   if not ok then T.check(false, "sampler with short_docs: " .. tostring(s)); return end
   local ld = pose.loader{shards = shards, sampler = s, batch = 1, shuffle = false, pad_id = 0}
-  local b = ld:next() -- document 1: 9 tokens
+  local b = ld:next() -- document 1: 10 tokens
   local ids, tg, pos = tbl(b.ids)[1], tbl(b.targets)[1], tbl(b.positions)[1]
-  for k = 1, 9 do T.eq(ids[k] // 1000, 1); T.eq(tg[k], ids[k]) end
-  for k = 10, 20 do T.eq(ids[k], 0, "pad"); T.eq(tg[k], -100, "ignored"); T.eq(pos[k], pos[9]) end
+  for k = 1, 10 do T.eq(ids[k] // 1000, 1); T.eq(tg[k], ids[k]) end
+  for k = 11, 20 do T.eq(ids[k], 0, "pad"); T.eq(tg[k], -100, "ignored"); T.eq(pos[k], pos[10]) end
+  T.eq(ld:info().skipped_docs, 0, "whole: nothing filtered")
 end)
 
 T.case("loader: speed of an 8 x 2048 batch", function()
