@@ -38,6 +38,7 @@ void pose_loader_defaults(pose_loader_opts *o) {
   o->pad_id = -1;
   o->weight = POSE_WEIGHT_DOC;
   o->shuffle = 1;
+  o->resample = 1;
 }
 
 pose_status pose_loader_locate(const pose_loader *ld, int64_t doc, int *shard, int64_t *local) {
@@ -278,7 +279,7 @@ static pose_status example_into(const pose_loader *ld, uint64_t e, int64_t *ids,
                                            (long long)n, (long long)T);
   int64_t *pos = positions ? positions : offsets + T; /* scratch holds 2T (+ vlen) values */
   for (int64_t k = 0; k < T; k++) offsets[k] = -1;
-  st = pose_sampler_draw(ld->sampler, len, e, pos, offsets, NULL, 0, NULL);
+  st = pose_sampler_draw(ld->sampler, len, ld->o.resample ? e : (uint64_t)slot, pos, offsets, NULL, 0, NULL);
   if (st != POSE_OK)
     return pose_error_prefix(st, "loader: example %llu (document %lld, %lld tokens): ", (unsigned long long)e,
                              (long long)ld->unit_doc[u], (long long)len);

@@ -11,7 +11,7 @@
  * (a Feistel network, stateless) or the identity without shuffling; the sampler then draws example e from the
  * unit with index e. Hence example e is a pure function of (shards, sampler options, loader seed, e): batch k is
  * the same whatever the thread count, and world w x batch B covers exactly the examples that world 1 x batch B*w
- * does.
+ * does. The sampler draws example e with index e (or, without resampling, with the index of its slot).
  *
  * Ranks: rank r of world w takes global examples g + r, g + r + w, ... where g is the shared state counter (the
  * number of global examples all ranks together have consumed); a batch of B advances it by B*w. Restoring the
@@ -40,6 +40,9 @@ typedef struct {
   int64_t pad_id;            /* id written where a short example is padded; -1: eos_id, or 0 when there is none */
   pose_loader_weight weight; /* default POSE_WEIGHT_DOC */
   int shuffle;               /* default 1 */
+  int resample;              /* default 1: the sampler draws example e with index e (fresh chunks and skips every
+                              * epoch); 0: with the slot's index, so a document gets the same draw every epoch, as
+                              * the authors' code that samples once at preprocessing (pose.md 1.1) */
 } pose_loader_opts;
 
 void pose_loader_defaults(pose_loader_opts *o);

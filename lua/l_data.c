@@ -7,7 +7,7 @@
  *   r:num_docs() r:num_tokens() r:doc(i, {table=false}) r:doc_len(i) r:source(i) r:eos_id() r:vocab_size()
  *   r:num_shards() r:paths() r:check(vocab?)
  *   local ld = pose.loader{shards=r | path | {paths}, sampler=s, batch=, seed=, rank=, world=, pack=, eos_id=,
- *                          pad_id=, weight="doc"|"tokens", shuffle=true}
+ *                          pad_id=, weight="doc"|"tokens", shuffle=true, resample=true}
  *   ld:next() -> {ids=[B,T] i64, positions=[B,T] i64, targets=[B,T] i64, docs={..}}  ld:example(e)
  *   ld:state() ld:set_state(n) ld:info()
  *   pose.inflate(s, pos?) -> data, next_pos   pose.text_hash(s) -> hex   pose.jsonl(path, field?) -> iterator
@@ -320,7 +320,7 @@ static lloader *check_loader(lua_State *L) {
 static int l_loader(lua_State *L) {
   luaL_checktype(L, 1, LUA_TTABLE);
   static const char *const known[] = {"shards", "sampler", "batch", "seed", "rank", "world", "pack", "eos_id",
-                                      "pad_id", "weight", "shuffle", NULL};
+                                      "pad_id", "weight", "shuffle", "resample", NULL};
   pose_lua_check_keys(L, 1, "pose.loader", known);
   pose_loader_opts o;
   pose_loader_defaults(&o);
@@ -341,6 +341,7 @@ static int l_loader(lua_State *L) {
   else if (!strcmp(wgt, "tokens")) o.weight = POSE_WEIGHT_TOKENS;
   else pose_lua_errorf(L, "pose.loader: weight must be \"doc\" or \"tokens\", got \"%s\"", wgt);
   o.shuffle = pose_lua_opt_bool(L, 1, "shuffle", 1);
+  o.resample = pose_lua_opt_bool(L, 1, "resample", 1);
   if (o.batch < 1) pose_lua_errorf(L, "pose.loader: batch must be >= 1, got %lld", (long long)o.batch);
   if (o.world < 1 || o.rank < 0 || o.rank >= o.world)
     pose_lua_errorf(L, "pose.loader: rank %lld outside world %lld", (long long)o.rank, (long long)o.world);

@@ -6,4 +6,5 @@ return function(p)
   p.progress = require "pose.progress"
   p.progress.clock = p.now
   p.eval = require "pose.eval"
+  p.tokenize_files = require("pose.data").tokenize_files
 end

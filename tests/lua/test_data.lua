@@ -100,6 +100,44 @@ T.case("inflate, text_hash, jsonl", function()
   T.raises(function() pose.jsonl(dir .. "/none.jsonl") end, "cannot open")
 end)
 
+T.case("tokenize_files: files and JSONL to a shard (needs pose.tokenizer)", function()
+  if not (pose.tokenizer and pose.train_tokenizer) then print("tokenize_files case skipped: no pose.tokenizer"); return end
+  local src = "experiments/data/quickstart/train/1800_john_adams_f.txt"
+  local text = io.open(src, "rb"):read("a")
+  local train = dir .. "/spm.txt"
+  local f = io.open(train, "w")
+  for piece in text:gmatch("[^.]+%.") do f:write(piece, "\n") end
+  f:close()
+  -- the builder's settings: identity normalisation, byte fallback, no dummy prefix
+  local model = pose.train_tokenizer{input = train, model_prefix = dir .. "/tiny", vocab_size = 400,
+                                     add_dummy_prefix = false, hard_vocab_limit = false}
+  local tok = pose.tokenizer(model)
+  local jl = dir .. "/docs.jsonl"
+  f = io.open(jl, "w"); f:write('{"text": "Two lines\\nof text."}\n{"text": "Third."}\n'); f:close()
+  local res = pose.tokenize_files{tokenizer = model, files = {src}, jsonl = jl, out = dir .. "/tok.shard"}
+  T.eq(res.docs, 3)
+  local r = pose.shards(dir .. "/tok.shard")
+  T.eq(r:num_tokens(), res.tokens)
+  T.same(r:doc(1, {table = true}), tok:encode(text, {bos = false}))
+  T.same(r:doc(2, {table = true}), tok:encode("Two lines\nof text.", {bos = false}))
+  T.eq(r:source(3), jl .. ":2")
+  T.eq(r:vocab_size(), tok.vocab_size); T.eq(r:eos_id(), tok.eos_id)
+  T.eq(tok:decode(r:doc(2)), "Two lines\nof text.", "round trip with a newline")
+  -- the builder's spm_encode path encodes line by line and joins with the newline piece: the same ids
+  local nl = tok:id("<0x0A>")
+  local joined = {}
+  for _, line in ipairs({"Two lines", "of text."}) do
+    if #joined > 0 then joined[#joined + 1] = nl end
+    for _, id in ipairs(tok:encode(line, {bos = false})) do joined[#joined + 1] = id end
+  end
+  T.same(joined, r:doc(2, {table = true}), "line by line == whole document")
+  T.raises(function() pose.tokenize_files{tokenizer = model, out = dir .. "/x.shard"} end, "give files= or jsonl=")
+  T.raises(function() pose.tokenize_files{tokenizer = model, files = {dir .. "/nope.txt"}, out = dir .. "/x.shard"} end,
+           "cannot read")
+  T.eq(io.open(dir .. "/x.shard"), nil, "no shard left behind")
+  T.raises(function() pose.tokenize_files{tokeniser = model} end, "unknown option 'tokeniser'")
+end)
+
 -- ---- loader ---------------------------------------------------------------------------------------------------
 if not pose.sampler then
   T.done("test_data (loader cases skipped: pose.sampler is not built)")
@@ -148,6 +186,12 @@ T.case("loader: batches are pure functions of (seed, example index)", function()
   T.eq(a:state(), 8)
   a:set_state(4)
   T.same(tbl(a:next().ids), tbl(x2.ids))
+  -- without resampling, a document gets the same draw in every epoch (40 examples per epoch here)
+  local nr = pose.loader{shards = shards, sampler = s, batch = 1, seed = 1, resample = false, shuffle = false}
+  local e0, e40 = nr:example(0), nr:example(40)
+  T.eq(e0.doc, e40.doc); T.same(tbl(e0.positions), tbl(e40.positions))
+  local rs = pose.loader{shards = shards, sampler = s, batch = 1, seed = 1, shuffle = false}
+  T.check(not T.deep_equal(tbl(rs:example(0).positions), tbl(rs:example(40).positions)), "resampled every epoch")
   -- another seed, another order
   local c = pose.loader{shards = shards, sampler = s, batch = 4, seed = 2}
   T.check(not T.deep_equal(c:next().docs, x1.docs), "seed changes the order")
