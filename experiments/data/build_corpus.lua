@@ -462,7 +462,7 @@ local shard_stats = load_table(SHARD_STATS)
 -- ---- report ---------------------------------------------------------------------------------------------------
 do
   local about = {train = "pre-training mix", gov = "held out: State of the Union addresses joined per president",
-                 proof = "held out: HOL Light Multivariate/ Jordan/ 100/ and long mathcomp .v files",
+                 proof = "held out: HOL Light Multivariate/ Jordan/ 100/, long mathcomp .v files, PARI/GP manual",
                  book = "held out: Moby-Dick, Austen, Treasury of David runs, long MHCC books " ..
                         "(mostly 19th-century non-fiction)"}
   local md = {"# pose corpus build report", "",

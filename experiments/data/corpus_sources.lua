@@ -249,6 +249,91 @@ S.coq = {
   end,
 }
 
+-- ACL2 community books: .lisp files, without the few over 2 MB (generated data and documentation dumps) and those
+-- that are mostly not letters (tables of numbers); a deterministic sample (by a hash of the path) keeps about 60%
+-- of the rest, ~80 MB, so that Lisp does not swamp the mix.
+S.acl2 = {
+  kind = "apt", packages = {"acl2-books-source"},
+  about = "ACL2 community books (.lisp; files over 2 MB or mostly non-letters dropped; ~60% sampled by path hash)",
+  extract = function(ctx, roots)
+    local root = roots["acl2-books-source"] .. "/usr/share"
+    each_file(ctx, root, "^acl2%-[^/]+/books/.+%.lisp$", function(rel, path)
+      if tonumber(pose.text_hash(rel):sub(1, 8), 16) / 2 ^ 32 >= 0.6 then return true end
+      if (X.file_size(path) or 0) > 2e6 then return true end
+      local text = X.read(path)
+      local _, letters = text:gsub("%a", "")
+      if letters < 0.5 * #text then return true end
+      return ctx.add(X.tidy(text), "train", "acl2-books-source:" .. rel:gsub("^acl2%-[^/]+/", ""))
+    end)
+  end,
+}
+
+S.hol88 = {
+  kind = "apt", packages = {"hol88-contrib-source"},
+  about = "HOL88 contributed theories (.ml)",
+  extract = function(ctx, roots)
+    each_file(ctx, roots["hol88-contrib-source"] .. "/usr/share", "%.ml$", function(rel, path)
+      return ctx.add(X.tidy(X.read(path)), "train", "hol88-contrib-source:" .. rel)
+    end)
+  end,
+}
+
+S.gap = {
+  kind = "apt", packages = {"gap-libs"},
+  about = "GAP library code (.g, .gd, .gi; the group data tables are left out)",
+  extract = function(ctx, roots)
+    each_file(ctx, roots["gap-libs"] .. "/usr/share/gap", "^lib/.+%.g[di]?$", function(rel, path)
+      return ctx.add(X.tidy(X.read(path)), "train", "gap-libs:" .. rel)
+    end)
+  end,
+}
+
+S.fricas = {
+  kind = "apt", packages = {"fricas-source", "axiom-source"},
+  about = "FriCAS and Axiom algebra library (.spad; identical files de-duplicated)",
+  extract = function(ctx, roots)
+    for _, pkg in ipairs({"fricas-source", "axiom-source"}) do
+      local ok = each_file(ctx, roots[pkg] .. "/usr/share", "%.spad$", function(rel, path)
+        return ctx.add(X.tidy(X.read(path)), "train", pkg .. ":" .. rel)
+      end)
+      if not ok then return end
+    end
+  end,
+}
+
+-- Metamath databases: proofs (between $= and $.) replaced by "?", then each database cut into documents of about
+-- 128 KB at the start of a comment.
+S.metamath = {
+  kind = "apt", packages = {"metamath-databases"},
+  about = "Metamath databases (set.mm, iset.mm, nf.mm, ...) without their proofs, in ~128 KB pieces",
+  extract = function(ctx, roots)
+    each_file(ctx, roots["metamath-databases"] .. "/usr/share/metamath/databases", "%.mm$", function(rel, path)
+      local text = X.read(path):gsub("%$=.-%$%.", "$= ? $.")
+      local pos, part = 1, 0
+      while pos <= #text do
+        local cut = #text
+        if #text - pos > 160 * 1024 then cut = (text:find("\n%s*%$%(", pos + 128 * 1024) or #text) end
+        part = part + 1
+        local piece = X.tidy(text:sub(pos, cut))
+        if not ctx.add(piece, "train", string.format("metamath-databases:%s#%d", rel, part)) then return false end
+        pos = cut + 1
+      end
+    end)
+  end,
+}
+
+-- PARI/GP manual and tutorials (LaTeX): held out whole as part of the "proof" set.
+S.pari = {
+  kind = "apt", packages = {"pari-doc"},
+  about = "PARI/GP manual chapters and tutorials (LaTeX; held-out proof set)",
+  extract = function(ctx, roots)
+    each_file(ctx, roots["pari-doc"] .. "/usr/share/pari/doc", "^[^/]+%.tex$", function(rel, path)
+      if (X.file_size(path) or 0) < 16384 then return true end -- macro files and stubs
+      return ctx.add(X.tidy(X.read(path)), "proof", "pari-doc:" .. rel)
+    end)
+  end,
+}
+
 -- ---- local text ------------------------------------------------------------------------------------------------
 
 -- The committed quickstart text (experiments/data/quickstart): no download; train/ for training, heldout/ as "gov".
@@ -267,6 +352,7 @@ S.quickstart = {
 }
 
 -- The default selection (every source above but the quickstart), in the order they are extracted.
-S.default = {"sotu", "moby", "austen", "tdavid", "mhcc", "hol", "coq", "linuxdoc", "pydoc", "perldoc", "manpages"}
+S.default = {"sotu", "moby", "austen", "tdavid", "mhcc", "hol", "coq", "pari", "acl2", "hol88", "gap", "fricas",
+             "metamath", "linuxdoc", "pydoc", "perldoc", "manpages"}
 
 return S
