@@ -17,7 +17,7 @@ local SOURCES = require "corpus_sources"
 local defaults = {
   out = "", cache = "", sources = "", max_mb = 0, min_bytes = 100, vocab = 16384, spm_mb = 40, tokenizer = "",
   jsonl = "", text = "", user_set = "train", shard_tokens = 16000000, travel_pack = false,
-  travel_tokens = 24000000, seed = 1, redo = "", help = false,
+  travel_tokens = 24000000, seed = 1, redo = "", spm_binaries = false, help = false,
 }
 local opts = pose.args.merge(..., defaults, "build_corpus")
 
@@ -39,6 +39,8 @@ build_corpus: builds the pose corpus (see experiments/data/README.md)
   --travel-pack        also write DIR/travel: tokenizer + gzip'd shards for the GPU machine
   --travel-tokens N    pre-training tokens in the travel pack (default 24000000; held-out sets go whole)
   --redo STAGE         extract | split | tokenizer | shards | travel | all
+  --spm-binaries       train and encode with the spm_train / spm_encode programs even when pose has the
+                       SentencePiece bindings (the same ids either way; a check and a fallback)
 ]]
 
 local known = {}
@@ -342,7 +344,7 @@ else
                    allow_whitespace_only_pieces = true, add_dummy_prefix = false, character_coverage = 0.9995,
                    input_sentence_size = 4000000, shuffle_input_sentence = true, num_threads = 2,
                    max_sentence_length = 4192, hard_vocab_limit = false}
-    if pose.train_tokenizer then
+    if pose.train_tokenizer and not opts.spm_binaries then
       local t = {input = input, model_prefix = prefix}
       for k, v in pairs(flags) do t[k] = v end
       pose.train_tokenizer(t)
@@ -369,11 +371,11 @@ local function model_pieces()
 end
 
 -- ---- shards ---------------------------------------------------------------------------------------------------
-local shard_sig = tok_sig .. "\nshard_tokens=" .. opts.shard_tokens
+local shard_sig = tok_sig .. "\nshard_tokens=" .. opts.shard_tokens .. (opts.spm_binaries and " spm" or "")
 local SHARD_STATS = OUT .. "/shards/stats.lua"
 if not (is_done("shards", shard_sig, "shards") and X.exists(SHARD_STATS)) then
   local tok, vocab, eos, nl_id
-  if pose.tokenizer then
+  if pose.tokenizer and not opts.spm_binaries then
     tok = pose.tokenizer(TOK)
     vocab, eos = tok.vocab_size, tok.eos_id
   else

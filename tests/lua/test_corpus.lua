@@ -106,6 +106,22 @@ T.case("end to end on the quickstart text", function()
   local same = #a >= #b - 1
   for k = 1, #b - 2 do same = same and a[k] == b[k] end
   T.check(same, "same tokens as the quickstart build")
+  -- the spm_encode path (line by line, joined with the newline piece) gives the same shards as pose.tokenizer
+  if pose.tokenizer and os.execute("command -v spm_encode >/dev/null 2>&1") then
+    local ml = dir .. "/ml.jsonl"
+    local g = io.open(ml, "w")
+    g:write('{"text": "let rec f x =\\n  match x with\\n\\n  | 0 -> 1   \\n\\t| n -> n * f (n - 1)\\n\\n\\n(* the end *)\\n"}\n')
+    g:close()
+    local args = "--sources quickstart --jsonl " .. ml .. " --min-bytes 10 --tokenizer " .. out ..
+                 "/tokenizer.model --shard-tokens 10000000 "
+    local ok1 = run("--out " .. dir .. "/e1 " .. args)
+    local ok2 = run("--out " .. dir .. "/e2 --spm-binaries " .. args)
+    T.check(ok1 and ok2, "both engines ran")
+    for _, name in ipairs({"train-000.shard", "gov-000.shard"}) do
+      T.eq(X.read(dir .. "/e1/shards/" .. name), X.read(dir .. "/e2/shards/" .. name), "identical " .. name)
+    end
+    T.check(X.read(dir .. "/e2/REPORT.md"):find("encoded with spm_encode", 1, true) ~= nil, "binary engine used")
+  end
 end)
 
 T.case("failures are clear", function()
@@ -119,4 +135,5 @@ T.case("failures are clear", function()
   T.check(not ok and stderr:find("expects a number", 1, true) ~= nil, "bad number")
 end)
 
+os.execute("rm -rf " .. dir)
 T.done("test_corpus")

@@ -304,4 +304,5 @@ T.case("loader: speed of an 8 x 2048 batch", function()
   T.check(per < 0.005, "well under a few milliseconds per batch")
 end)
 
+os.execute("rm -rf " .. dir)
 T.done("test_data")
