@@ -9,6 +9,15 @@
 #include "loader.h"
 #include "testutil.h"
 
+#if defined(__has_include)
+#if __has_include(<valgrind/valgrind.h>)
+#include <valgrind/valgrind.h>
+#endif
+#endif
+#ifndef RUNNING_ON_VALGRIND
+#define RUNNING_ON_VALGRIND 0
+#endif
+
 static char path[256];
 
 static void make_shard(void) {
@@ -140,7 +149,7 @@ static void test_speed(pose_shard *sh) {
   clock_gettime(CLOCK_MONOTONIC, &t1);
   double per = ((double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec)) / 200;
   printf("loader: 8 x 2048 PoSE batch in %.1f us\n", per * 1e6);
-  CHECK(per < 1e-3);
+  if (!RUNNING_ON_VALGRIND) CHECK(per < 1e-3); /* "well under a millisecond"; valgrind is ~30x slower */
   free(x);
   pose_loader_free(ld);
   pose_sampler_free(s);

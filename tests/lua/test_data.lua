@@ -301,7 +301,9 @@ T.case("loader: speed of an 8 x 2048 batch", function()
   for _ = 1, 50 do ld:next() end
   local per = (os.clock() - t0) / 50
   print(string.format("loader: 8 x 2048 batch in %.3f ms (including Lua tensor allocation)", per * 1e3))
-  T.check(per < 0.005, "well under a few milliseconds per batch")
+  -- the strict bound (< 1 ms without Lua) is in tests/c/test_loader.c; this one only catches a pathology and
+  -- leaves room for valgrind
+  T.check(per < 0.05, "a batch in well under 50 ms")
 end)
 
 os.execute("rm -rf " .. dir)
