@@ -44,6 +44,7 @@ struct pose_shard_writer {
   int64_t n_docs, cap_docs;
   uint64_t n_tokens;
   int any_name;
+  int failed; /* a write to the side file failed: the tokens no longer match the index, close() must fail */
 };
 
 void pose_shard_writer_defaults(pose_shard_writer_opts *o) {
@@ -143,6 +144,7 @@ static pose_status add_doc_meta(pose_shard_writer *w, int64_t n, const char *sou
 /* Shared body of the two add functions: T is the input element type. Tokens are checked and converted in blocks. */
 #define WRITER_ADD_BODY(T)                                                                                         \
   if (!w) return pose_error(POSE_EINVAL, "shard writer: closed");                                                \
+  if (w->failed) return pose_error(POSE_EIO, "shard writer %s: an earlier write failed", w->path);                \
   if (n < 0 || (n > 0 && !ids)) return pose_error(POSE_EINVAL, "shard writer %s: bad document (n = %lld)", w->path, \
                                                   (long long)n);                                                  \
   int64_t limit = w->o.dtype == POSE_SHARD_U16 ? 65536 : (int64_t)UINT32_MAX + 1;                                \
@@ -158,11 +160,15 @@ static pose_status add_doc_meta(pose_shard_writer *w, int64_t n, const char *sou
     size_t k = (size_t)(n - i) < per ? (size_t)(n - i) : per;                                                    \
     if (width == 2) for (size_t j = 0; j < k; j++) ((uint16_t *)buf)[j] = (uint16_t)ids[i + (int64_t)j];          \
     else for (size_t j = 0; j < k; j++) ((uint32_t *)buf)[j] = (uint32_t)ids[i + (int64_t)j];                    \
-    if (fwrite(buf, width, k, w->tok) != k)                                                                      \
+    if (fwrite(buf, width, k, w->tok) != k) {                                                                    \
+      w->failed = 1;                                                                                             \
       return pose_error(POSE_EIO, "shard writer: writing %s: %s", w->tok_path, strerror(errno));                  \
+    }                                                                                                            \
     i += (int64_t)k;                                                                                             \
   }                                                                                                              \
-  return add_doc_meta(w, n, source);
+  pose_status meta_st = add_doc_meta(w, n, source);                                                             \
+  if (meta_st != POSE_OK) w->failed = 1;                                                                         \
+  return meta_st;
 
 pose_status pose_shard_writer_add(pose_shard_writer *w, const int64_t *ids, int64_t n, const char *source) {
   WRITER_ADD_BODY(int64_t)
@@ -181,7 +187,7 @@ pose_status pose_shard_writer_close(pose_shard_writer *w) {
   if (!w) return pose_error(POSE_EINVAL, "shard writer: closed");
   pose_status st = POSE_OK;
   FILE *f = NULL;
-  if (fflush(w->tok) != 0 || ferror(w->tok)) {
+  if (w->failed || fflush(w->tok) != 0 || ferror(w->tok)) {
     st = pose_error(POSE_EIO, "shard writer: writing %s: %s", w->tok_path, strerror(errno));
     goto done;
   }

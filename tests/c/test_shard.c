@@ -2,6 +2,8 @@
  * close, and every corruption the reader must report as POSE_EFORMAT naming the file (never a crash). */
 #include <stdint.h>
 #include <stdlib.h>
+#include <signal.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -169,6 +171,29 @@ static void test_writer_errors(void) {
   rmdir(dp);
 }
 
+/* A write that fails half way (file size limit) leaves the writer failed: no later add, no shard at the path. */
+static void test_write_failure(void) {
+  char p[512];
+  path_of(p, sizeof p, "full.shard");
+  struct rlimit old, lim;
+  getrlimit(RLIMIT_FSIZE, &old);
+  void (*prev)(int) = signal(SIGXFSZ, SIG_IGN);
+  lim = old;
+  lim.rlim_cur = 100000;
+  setrlimit(RLIMIT_FSIZE, &lim);
+  pose_shard_writer *w;
+  CHECK_OK(pose_shard_writer_open(p, NULL, &w));
+  int64_t n = 3000000; /* 6 MB of u16: beyond the 1 MB stdio buffer and the limit */
+  int64_t *ids = calloc((size_t)n, sizeof *ids);
+  CHECK_ERR(pose_shard_writer_add(w, ids, n, NULL), POSE_EIO, "writing");
+  CHECK_ERR(pose_shard_writer_add(w, ids, 1, NULL), POSE_EIO, "an earlier write failed");
+  CHECK_ERR(pose_shard_writer_close(w), POSE_EIO, "writing");
+  setrlimit(RLIMIT_FSIZE, &old);
+  signal(SIGXFSZ, prev);
+  CHECK(!exists(p));
+  free(ids);
+}
+
 /* Opens a modified copy of the sample shard and expects POSE_EFORMAT with the file name and `what`. */
 static void expect_corrupt(const uint8_t *orig, size_t n, size_t new_size, void (*edit)(uint8_t *), const char *what) {
   char p[512];
@@ -245,6 +270,7 @@ int main(void) {
   if (!mkdtemp(dir)) { perror("mkdtemp"); return 1; }
   test_round_trip();
   test_writer_errors();
+  test_write_failure();
   test_corruption();
   char cmd[300];
   snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
