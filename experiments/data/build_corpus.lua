@@ -194,9 +194,11 @@ end
 for _, name in ipairs(selected) do
   local src = SOURCES[name]
   run_extract(name, function(ctx)
-    local roots, files = {}, {}
-    for _, pkg in ipairs(src.packages or {}) do roots[pkg], files[#files + 1] = fetch(src.kind, pkg) end
+    local roots = {}
+    for _, pkg in ipairs(src.packages or {}) do roots[pkg] = fetch(src.kind, pkg) end
     src.extract(ctx, roots)
+    -- the unpacked trees (up to ~200 MB each) are not needed once the text is out; the downloads stay cached
+    for _, d in pairs(roots) do X.sh("rm -rf " .. X.quote(d)) end
   end)
 end
 
