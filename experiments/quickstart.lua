@@ -30,7 +30,7 @@ local opts = pose.args.merge(..., {
 }, "quickstart")
 
 if opts.quick then
-  opts.steps, opts.ext_steps, opts.batch, opts.eval_tokens, opts.passkey_trials = 30, 10, 4, 512, 2
+  opts.steps, opts.ext_steps, opts.batch, opts.eval_tokens, opts.passkey_trials, opts.warmup = 30, 10, 4, 512, 2, 5
   opts.hidden, opts.layers, opts.heads, opts.kv_heads, opts.ffn, opts.vocab = 64, 2, 4, 2, 128, 512
 end
 local Lc, s = opts.train_len, opts.scale
@@ -56,10 +56,12 @@ local spm_prefix = string.format("%s/spm%d", opts.work, opts.vocab)
 if not io.open(spm_prefix .. ".model") then
   local corpus = opts.work .. "/train_corpus.txt"
   local f = assert(io.open(corpus, "w"))
-  for _, p in ipairs(train_files) do f:write(read_file(p), "\n") end
+  -- one sentence per line: SentencePiece's trainer skips lines longer than max_sentence_length
+  for _, p in ipairs(train_files) do f:write((read_file(p):gsub("([%.!?]) ", "%1\n")), "\n") end
   f:close()
   log("training a %d-piece BPE tokenizer on %d speeches", opts.vocab, #train_files)
-  pose.train_tokenizer{input = corpus, model_prefix = spm_prefix, vocab_size = opts.vocab, model_type = "bpe"}
+  pose.train_tokenizer{input = corpus, model_prefix = spm_prefix, vocab_size = opts.vocab, model_type = "bpe",
+                       minloglevel = 2}
 end
 local tok = pose.tokenizer(spm_prefix .. ".model")
 local train_docs, eval_docs = {}, {}
