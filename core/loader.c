@@ -5,7 +5,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "dtype.h" /* model.h uses pose_dtype without including it */
 #include "model.h" /* POSE_IGNORE_INDEX */
 #include "rng.h"
 
