@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PKGS="build-essential cmake pkg-config liblua5.4-dev lua5.4 libhdf5-dev hdf5-tools libopenblas-openmp-dev
-      libcjson-dev libsentencepiece-dev sentencepiece libpcre2-dev"
+      libcjson-dev libsentencepiece-dev sentencepiece libpcre2-dev zlib1g-dev"
 missing=""
 for p in $PKGS; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done
 if [ -n "$missing" ]; then

@@ -6,5 +6,6 @@ return function(p)
   p.progress = require "pose.progress"
   p.progress.clock = p.now
   p.eval = require "pose.eval"
+  p.tokenize_files = require("pose.data").tokenize_files
   require("pose.results").attach(p) -- p.experiment: the run conventions over p.results
 end
