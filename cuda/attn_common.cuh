@@ -111,6 +111,60 @@ __device__ __forceinline__ void warp_pv(float (*acc)[4], const float (*p)[4], co
   }
 }
 
+// Multi-row-block versions: the warp owns MB blocks of 16 rows (A at sa + mb*16*P, P in p[mb]); each B fragment
+// is loaded from shared memory once and used for MB products, which cuts the shared-memory traffic per MMA (the
+// limit of the MB = 1 kernels, where every warp reloads every B fragment for only 2 MMAs).
+template <int MB, int NT, int D, int P>
+__device__ __forceinline__ void warp_qk_mb(float (*acc)[NT][4], const bf16 *sa, const bf16 *sb) {
+  int lane = threadIdx.x & 31, mi = lane >> 3, lr = lane & 7;
+#pragma unroll
+  for (int m = 0; m < MB; m++)
+#pragma unroll
+    for (int n = 0; n < NT; n++) acc[m][n][0] = acc[m][n][1] = acc[m][n][2] = acc[m][n][3] = 0.0f;
+#pragma unroll
+  for (int ks = 0; ks < D / 16; ks++) {
+    uint32_t a[MB][4];
+#pragma unroll
+    for (int m = 0; m < MB; m++) ldsm_x4(a[m], sa + (m * 16 + lr + (mi & 1) * 8) * P + ks * 16 + (mi >> 1) * 8);
+#pragma unroll
+    for (int np = 0; np < NT / 2; np++) {
+      uint32_t b[4];
+      ldsm_x4(b, sb + (np * 16 + lr + (mi >> 1) * 8) * P + ks * 16 + (mi & 1) * 8);
+#pragma unroll
+      for (int m = 0; m < MB; m++) {
+        mma16816(acc[m][2 * np], a[m], b[0], b[1]);
+        mma16816(acc[m][2 * np + 1], a[m], b[2], b[3]);
+      }
+    }
+  }
+}
+
+template <int MB, int KT, int D, int P>
+__device__ __forceinline__ void warp_pv_mb(float (*acc)[D / 8][4], const float (*p)[KT][4], const bf16 *sb) {
+  int lane = threadIdx.x & 31, mi = lane >> 3, lr = lane & 7;
+#pragma unroll
+  for (int kk = 0; kk < KT / 2; kk++) {
+    uint32_t a[MB][4];
+#pragma unroll
+    for (int m = 0; m < MB; m++) {
+      a[m][0] = pack_bf16(p[m][2 * kk][0], p[m][2 * kk][1]);
+      a[m][1] = pack_bf16(p[m][2 * kk][2], p[m][2 * kk][3]);
+      a[m][2] = pack_bf16(p[m][2 * kk + 1][0], p[m][2 * kk + 1][1]);
+      a[m][3] = pack_bf16(p[m][2 * kk + 1][2], p[m][2 * kk + 1][3]);
+    }
+#pragma unroll
+    for (int dp = 0; dp < D / 16; dp++) {
+      uint32_t b[4];
+      ldsm_x4_t(b, sb + (kk * 16 + lr + (mi & 1) * 8) * P + dp * 16 + (mi >> 1) * 8);
+#pragma unroll
+      for (int m = 0; m < MB; m++) {
+        mma16816(acc[m][2 * dp], a[m], b[0], b[1]);
+        mma16816(acc[m][2 * dp + 1], a[m], b[2], b[3]);
+      }
+    }
+  }
+}
+
 // Is key `kj` visible to query `qi` (indices within the row; q_off shifts queries)?
 __device__ __forceinline__ bool attn_visible(int64_t qi, int64_t kj, int64_t Tq, int64_t Tk, int64_t q_off,
                                              int64_t window) {

@@ -6,12 +6,14 @@
 // Causal tiles past the diagonal and (sliding window) tiles before the window are skipped; only tiles that cross
 // a boundary pay for the mask. Query tiles are issued longest first.
 #include <math.h>
+#include <stdlib.h>
+#include <string.h>
 
 #include "attn_common.cuh"
 
-template <int D>
+template <int D, int MB, int BN>
 __global__ void __launch_bounds__(ATTN_THREADS) k_attn_fwd(attn_params p) {
-  constexpr int BM = 64, BN = 64, P = D + 8, NT = BN / 8, DT = D / 8;
+  constexpr int BM = 64 * MB, P = D + 8, NT = BN / 8, DT = D / 8;
   extern __shared__ __align__(16) unsigned char smem_raw[];
   bf16 *sQ = (bf16 *)smem_raw, *sK = sQ + BM * P, *sV = sK + 2 * BN * P;
 
@@ -40,11 +42,19 @@ __global__ void __launch_bounds__(ATTN_THREADS) k_attn_fwd(attn_params p) {
   cp_async_commit();
 
   const float sl2 = p.scale * ATTN_LOG2E;
-  float o[DT][4];
+  float o[MB][DT][4];
+  float m_r[MB][2], l_r[MB][2];
+  int64_t qi[MB][2];
 #pragma unroll
-  for (int d = 0; d < DT; d++) o[d][0] = o[d][1] = o[d][2] = o[d][3] = 0.0f;
-  float m_r[2] = {-INFINITY, -INFINITY}, l_r[2] = {0.0f, 0.0f};
-  const int64_t qi[2] = {q0 + warp * 16 + (lane >> 2), q0 + warp * 16 + (lane >> 2) + 8};
+  for (int m = 0; m < MB; m++) {
+#pragma unroll
+    for (int d = 0; d < DT; d++) o[m][d][0] = o[m][d][1] = o[m][d][2] = o[m][d][3] = 0.0f;
+    m_r[m][0] = m_r[m][1] = -INFINITY;
+    l_r[m][0] = l_r[m][1] = 0.0f;
+    qi[m][0] = q0 + (warp * MB + m) * 16 + (lane >> 2);
+    qi[m][1] = qi[m][0] + 8;
+  }
+  const bf16 *wq = sQ + warp * MB * 16 * P; // this warp's MB blocks of 16 query rows
 
   for (int it = 0; it < ntiles; it++) {
     int64_t kt = kt_lo + it;
@@ -59,73 +69,79 @@ __global__ void __launch_bounds__(ATTN_THREADS) k_attn_fwd(attn_params p) {
     }
     __syncthreads();
 
-    float s[NT][4];
-    warp_qk<NT, D, P>(s, sQ + warp * 16 * P, sK + buf * BN * P);
+    float s[MB][NT][4];
+    warp_qk_mb<MB, NT, D, P>(s, wq, sK + buf * BN * P);
 
     const int64_t k0 = kt * BN;
     bool need_mask = k0 + BN > p.Tk || k0 + BN - 1 > q0 + p.q_off ||
                      (p.window > 0 && q0 + BM - 1 + p.q_off - k0 >= p.window);
 #pragma unroll
-    for (int n = 0; n < NT; n++)
+    for (int m = 0; m < MB; m++)
 #pragma unroll
-      for (int e = 0; e < 4; e++) {
-        float v = s[n][e] * sl2;
-        if (need_mask) {
-          int64_t kj = k0 + n * 8 + (lane & 3) * 2 + (e & 1);
-          // rows past Tq are never written: no need to mask them
-          if (!attn_visible(qi[e >> 1], kj, INT64_MAX, p.Tk, p.q_off, p.window)) v = -INFINITY;
+      for (int n = 0; n < NT; n++)
+#pragma unroll
+        for (int e = 0; e < 4; e++) {
+          float v = s[m][n][e] * sl2;
+          if (need_mask) {
+            int64_t kj = k0 + n * 8 + (lane & 3) * 2 + (e & 1);
+            // rows past Tq are never written: no need to mask them
+            if (!attn_visible(qi[m][e >> 1], kj, INT64_MAX, p.Tk, p.q_off, p.window)) v = -INFINITY;
+          }
+          s[m][n][e] = v;
         }
-        s[n][e] = v;
+    // online softmax, two rows per thread and row block; a row's values are spread over the 4 lanes of a quad
+#pragma unroll
+    for (int m = 0; m < MB; m++)
+#pragma unroll
+      for (int r = 0; r < 2; r++) {
+        float mx = -INFINITY;
+#pragma unroll
+        for (int n = 0; n < NT; n++) mx = fmaxf(mx, fmaxf(s[m][n][2 * r], s[m][n][2 * r + 1]));
+        mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+        mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+        float m_new = fmaxf(m_r[m][r], mx);
+        float m_use = m_new == -INFINITY ? 0.0f : m_new;
+        float alpha = exp2f(m_r[m][r] - m_use);
+        float sum = 0.0f;
+#pragma unroll
+        for (int n = 0; n < NT; n++) {
+          float p0 = exp2f(s[m][n][2 * r] - m_use), p1 = exp2f(s[m][n][2 * r + 1] - m_use);
+          s[m][n][2 * r] = p0;
+          s[m][n][2 * r + 1] = p1;
+          sum += p0 + p1;
+        }
+        l_r[m][r] = l_r[m][r] * alpha + sum;
+        m_r[m][r] = m_new;
+#pragma unroll
+        for (int d = 0; d < DT; d++) {
+          o[m][d][2 * r] *= alpha;
+          o[m][d][2 * r + 1] *= alpha;
+        }
       }
-    // online softmax, two rows per thread; a row's values are spread over the 4 lanes of a quad
-#pragma unroll
-    for (int r = 0; r < 2; r++) {
-      float mx = -INFINITY;
-#pragma unroll
-      for (int n = 0; n < NT; n++) mx = fmaxf(mx, fmaxf(s[n][2 * r], s[n][2 * r + 1]));
-      mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
-      mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
-      float m_new = fmaxf(m_r[r], mx);
-      float m_use = m_new == -INFINITY ? 0.0f : m_new;
-      float alpha = exp2f(m_r[r] - m_use);
-      float sum = 0.0f;
-#pragma unroll
-      for (int n = 0; n < NT; n++) {
-        float p0 = exp2f(s[n][2 * r] - m_use), p1 = exp2f(s[n][2 * r + 1] - m_use);
-        s[n][2 * r] = p0;
-        s[n][2 * r + 1] = p1;
-        sum += p0 + p1;
-      }
-      l_r[r] = l_r[r] * alpha + sum;
-      m_r[r] = m_new;
-#pragma unroll
-      for (int d = 0; d < DT; d++) {
-        o[d][2 * r] *= alpha;
-        o[d][2 * r + 1] *= alpha;
-      }
-    }
-    warp_pv<NT, D, P>(o, s, sV + buf * BN * P);
+    warp_pv_mb<MB, NT, D, P>(o, s, sV + buf * BN * P);
     __syncthreads();
   }
   cp_async_wait<0>(); // nothing may stay in flight when no key tile was visible
 
   // finish: full row sums across the quad, normalise, write O and lse
 #pragma unroll
-  for (int r = 0; r < 2; r++) {
-    float l = l_r[r];
-    l += __shfl_xor_sync(0xffffffffu, l, 1);
-    l += __shfl_xor_sync(0xffffffffu, l, 2);
-    float inv = l > 0.0f ? 1.0f / l : 0.0f;
-    int64_t row = qi[r];
-    if (row < p.Tq) {
-      bf16 *go = p.out + b * p.q_bstride + row * p.q_rstride + h * D;
+  for (int m = 0; m < MB; m++)
 #pragma unroll
-      for (int d = 0; d < DT; d++)
-        *(uint32_t *)(go + d * 8 + (lane & 3) * 2) = pack_bf16(o[d][2 * r] * inv, o[d][2 * r + 1] * inv);
-      if ((lane & 3) == 0)
-        p.lse[(b * p.Hq + h) * p.Tq + row] = l > 0.0f ? (m_r[r] + log2f(l)) * ATTN_LN2 : INFINITY;
+    for (int r = 0; r < 2; r++) {
+      float l = l_r[m][r];
+      l += __shfl_xor_sync(0xffffffffu, l, 1);
+      l += __shfl_xor_sync(0xffffffffu, l, 2);
+      float inv = l > 0.0f ? 1.0f / l : 0.0f;
+      int64_t row = qi[m][r];
+      if (row < p.Tq) {
+        bf16 *go = p.out + b * p.q_bstride + row * p.q_rstride + h * D;
+#pragma unroll
+        for (int d = 0; d < DT; d++)
+          *(uint32_t *)(go + d * 8 + (lane & 3) * 2) = pack_bf16(o[m][d][2 * r] * inv, o[m][d][2 * r + 1] * inv);
+        if ((lane & 3) == 0)
+          p.lse[(b * p.Hq + h) * p.Tq + row] = l > 0.0f ? (m_r[m][r] + log2f(l)) * ATTN_LN2 : INFINITY;
+      }
     }
-  }
 }
 
 static pose_status attn_check(const pose_cuda_attn_dims *d, const char *what) {
@@ -168,15 +184,34 @@ extern "C" void pose_cuda_attn_dims_init(pose_cuda_attn_dims *d, int64_t B, int6
   d->kv_bstride = Tk * Hkv * D;
 }
 
-template <int D>
+template <int D, int MB, int BN>
 static cudaError_t launch_fwd(const attn_params &p, int64_t B, cudaStream_t s) {
-  constexpr int P = D + 8;
-  size_t smem = (size_t)(64 * P + 4 * 64 * P) * sizeof(bf16);
-  cudaError_t e = cudaFuncSetAttribute(k_attn_fwd<D>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
+  constexpr int P = D + 8, BM = 64 * MB;
+  size_t smem = (size_t)(BM * P + 4 * BN * P) * sizeof(bf16);
+  cudaError_t e = cudaFuncSetAttribute(k_attn_fwd<D, MB, BN>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
   if (e != cudaSuccess) return e;
-  dim3 grid((unsigned)((p.Tq + 63) / 64), (unsigned)p.Hq, (unsigned)B);
-  k_attn_fwd<D><<<grid, ATTN_THREADS, smem, s>>>(p);
+  dim3 grid((unsigned)((p.Tq + BM - 1) / BM), (unsigned)p.Hq, (unsigned)B);
+  k_attn_fwd<D, MB, BN><<<grid, ATTN_THREADS, smem, s>>>(p);
   return cudaGetLastError();
+}
+
+// Tile shape of the forward: MB blocks of 16 query rows per warp (4 warps) x BN keys per step. POSE_ATTN_FWD
+// ("1x64", "2x32", "2x64") overrides the default, for benchmarks and tests of every variant.
+static cudaError_t dispatch_fwd(const attn_params &p, int64_t B, int64_t D, cudaStream_t s) {
+  const char *cfg = getenv("POSE_ATTN_FWD");
+  int mb = 2, bn = D == 128 ? 32 : 64;
+  if (cfg && (!strcmp(cfg, "1x64") || !strcmp(cfg, "2x32") || !strcmp(cfg, "2x64"))) {
+    mb = cfg[0] - '0';
+    bn = atoi(cfg + 2);
+  }
+  if (D == 64) {
+    if (mb == 1) return launch_fwd<64, 1, 64>(p, B, s);
+    if (bn == 32) return launch_fwd<64, 2, 32>(p, B, s);
+    return launch_fwd<64, 2, 64>(p, B, s);
+  }
+  if (mb == 1) return launch_fwd<128, 1, 64>(p, B, s);
+  if (bn == 64) return launch_fwd<128, 2, 64>(p, B, s);
+  return launch_fwd<128, 2, 32>(p, B, s);
 }
 
 extern "C" pose_status pose_cuda_attn_fwd(const pose_cuda_attn_dims *d, const uint16_t *q, const uint16_t *k,
@@ -195,7 +230,7 @@ extern "C" pose_status pose_cuda_attn_fwd(const pose_cuda_attn_dims *d, const ui
   p.Tq = d->Tq; p.Tk = d->Tk; p.q_off = d->q_off; p.Hq = d->Hq; p.Hkv = d->Hkv; p.window = d->window;
   p.q_bstride = d->q_bstride; p.q_rstride = d->q_rstride; p.kv_bstride = d->kv_bstride; p.kv_rstride = d->kv_rstride;
   p.scale = d->scale;
-  cudaError_t e = d->D == 64 ? launch_fwd<64>(p, d->B, s) : launch_fwd<128>(p, d->B, s);
+  cudaError_t e = dispatch_fwd(p, d->B, d->D, s);
   if (e != cudaSuccess) return pose_cuda_fail(e, "attn_fwd launch");
   return POSE_OK;
 }

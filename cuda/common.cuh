@@ -73,6 +73,50 @@ __device__ __forceinline__ T pc_block_sum(T v, T *sh) {
   return r;
 }
 
+// Two sums at once (one pair of barriers instead of two); `sh` holds 32 float2.
+__device__ __forceinline__ float2 pc_block_sum2(float a, float b, float2 *sh) {
+  int lane = threadIdx.x & 31, wid = threadIdx.x >> 5, nw = blockDim.x >> 5;
+  a = pc_warp_sum(a);
+  b = pc_warp_sum(b);
+  if (lane == 0) sh[wid] = make_float2(a, b);
+  __syncthreads();
+  float2 r = make_float2(0.0f, 0.0f);
+  for (int i = 0; i < nw; i++) {
+    r.x += sh[i].x;
+    r.y += sh[i].y;
+  }
+  __syncthreads();
+  return r;
+}
+
+// ---- 8 consecutive elements as 16-byte accesses (p 16-byte aligned): one uint4 of bf16, two float4 of fp32 ----
+__device__ __forceinline__ void pc_ld8(const bf16 *p, float *v) {
+  uint4 u = *(const uint4 *)p;
+  uint32_t w[4] = {u.x, u.y, u.z, u.w};
+#pragma unroll
+  for (int i = 0; i < 4; i++) {
+    v[2 * i] = __uint_as_float(w[i] << 16);
+    v[2 * i + 1] = __uint_as_float(w[i] & 0xffff0000u);
+  }
+}
+__device__ __forceinline__ void pc_ld8(const float *p, float *v) {
+  float4 a = ((const float4 *)p)[0], b = ((const float4 *)p)[1];
+  v[0] = a.x; v[1] = a.y; v[2] = a.z; v[3] = a.w;
+  v[4] = b.x; v[5] = b.y; v[6] = b.z; v[7] = b.w;
+}
+__device__ __forceinline__ void pc_st8(bf16 *p, const float *v) {
+  uint4 u;
+  __nv_bfloat162 h0 = __floats2bfloat162_rn(v[0], v[1]), h1 = __floats2bfloat162_rn(v[2], v[3]);
+  __nv_bfloat162 h2 = __floats2bfloat162_rn(v[4], v[5]), h3 = __floats2bfloat162_rn(v[6], v[7]);
+  u.x = *(uint32_t *)&h0; u.y = *(uint32_t *)&h1; u.z = *(uint32_t *)&h2; u.w = *(uint32_t *)&h3;
+  *(uint4 *)p = u;
+}
+__device__ __forceinline__ void pc_st8(float *p, const float *v) {
+  ((float4 *)p)[0] = make_float4(v[0], v[1], v[2], v[3]);
+  ((float4 *)p)[1] = make_float4(v[4], v[5], v[6], v[7]);
+}
+static inline bool pc_al16(const void *p) { return ((uintptr_t)p & 15) == 0; }
+
 // ---- scratch: stream-ordered allocations from the device's default pool, which is told to keep freed memory so
 // that repeated calls do not go back to the driver ----
 pose_status pc_scratch_alloc(void **p, size_t bytes, cudaStream_t s);

@@ -49,27 +49,10 @@ __device__ __forceinline__ ms_pair ms_merge(ms_pair a, ms_pair b) {
   return r;
 }
 
-// Loads of 8 (bf16) or 4 (fp32) consecutive elements as one 16-byte access.
-__device__ __forceinline__ int xent_vec_load(const bf16 *p, float *v) {
-  uint4 u = *(const uint4 *)p;
-  uint32_t w[4] = {u.x, u.y, u.z, u.w};
-#pragma unroll
-  for (int i = 0; i < 4; i++) {
-    v[2 * i] = __uint_as_float(w[i] << 16);
-    v[2 * i + 1] = __uint_as_float(w[i] & 0xffff0000u);
-  }
-  return 8;
-}
-__device__ __forceinline__ int xent_vec_load(const float *p, float *v) {
-  float4 u = *(const float4 *)p;
-  v[0] = u.x; v[1] = u.y; v[2] = u.z; v[3] = u.w;
-  return 4;
-}
-
 template <typename T, typename D, bool VEC>
 __global__ void __launch_bounds__(XENT_THREADS)
     k_xent(const T *logits, int64_t ld, int64_t V, const int64_t *__restrict__ tgt, int do_fwd, float scale,
-           float *__restrict__ nll, float *lse_io, D *dlogits, int64_t ld_d) {
+           float *__restrict__ nll, float *lse_io, D *dlogits, int64_t ld_d, bool dvec) {
   __shared__ ms_pair sh[32];
   int64_t row = blockIdx.x;
   int64_t t = tgt[row];
@@ -90,16 +73,15 @@ __global__ void __launch_bounds__(XENT_THREADS)
   float lse;
   if (do_fwd) {
     ms_pair a = {-INFINITY, 0.0f};
-    constexpr int W = sizeof(T) == 2 ? 8 : 4;
     int64_t c0 = 0;
     if (VEC) {
-      int64_t nv = V / W;
+      int64_t nv = V / 8;
       for (int64_t i = threadIdx.x; i < nv; i += blockDim.x) {
-        float v[W];
-        xent_vec_load(lr + i * W, v);
-        ms_add_vec<W>(a, v);
+        float v[8];
+        pc_ld8(lr + i * 8, v);
+        ms_add_vec<8>(a, v);
       }
-      c0 = nv * W;
+      c0 = nv * 8;
     }
     for (int64_t c = c0 + threadIdx.x; c < V; c += blockDim.x) ms_add(a, pc_ld(lr, c));
     // merge: warp shuffles, then warp 0 over the warps' results
@@ -136,7 +118,19 @@ __global__ void __launch_bounds__(XENT_THREADS)
   if (dlogits) {
     // Every thread finished reading the row above (the merge synchronised), so writing in place is safe.
     D *dr = dlogits + row * ld_d;
-    for (int64_t c = threadIdx.x; c < V; c += blockDim.x) {
+    int64_t c0 = 0;
+    if (VEC && dvec) {
+      int64_t nv = V / 8;
+      for (int64_t i = threadIdx.x; i < nv; i += blockDim.x) {
+        float v[8];
+        pc_ld8(lr + i * 8, v);
+#pragma unroll
+        for (int k = 0; k < 8; k++) v[k] = (expf(v[k] - lse) - (i * 8 + k == t ? 1.0f : 0.0f)) * scale;
+        pc_st8(dr + i * 8, v);
+      }
+      c0 = nv * 8;
+    }
+    for (int64_t c = c0 + threadIdx.x; c < V; c += blockDim.x) {
       float p = expf(pc_ld(lr, c) - lse);
       pc_st(dr, c, (p - (c == t ? 1.0f : 0.0f)) * scale);
     }
@@ -160,10 +154,12 @@ static pose_status xent_launch(const char *what, const void *logits, pose_dtype 
   PC_REQUIRE(logits && tgt && (!do_fwd || nll) && (do_fwd || lse), "%s: NULL buffer", what);
   size_t es = pose_dtype_size(dt);
   bool vec = ((uintptr_t)logits % 16 == 0) && ((size_t)ld * es) % 16 == 0;
+  bool dvec = dlogits && ((uintptr_t)dlogits % 16 == 0) && ((size_t)ld_d * pose_dtype_size(ddt)) % 16 == 0;
   int th = V >= 16384 ? XENT_THREADS : V >= 2048 ? 256 : 128;
   unsigned gr = (unsigned)N;
 #define XL(T, D, VEC)                                                                                            \
-  k_xent<T, D, VEC><<<gr, th, 0, s>>>((const T *)logits, ld, V, tgt, do_fwd, scale, nll, lse, (D *)dlogits, ld_d)
+  k_xent<T, D, VEC><<<gr, th, 0, s>>>((const T *)logits, ld, V, tgt, do_fwd, scale, nll, lse, (D *)dlogits, ld_d, \
+                                      dvec)
 #define XV(T, D)           \
   do {                     \
     if (vec) XL(T, D, true); \
