@@ -76,6 +76,8 @@ __global__ void __launch_bounds__(ATTN_THREADS) k_attn_bwd_dkdv(attn_params p) {
     for (int e = 0; e < 4; e++) dk[d][e] = dv[d][e] = 0.0f;
   const float sl2 = p.scale * ATTN_LOG2E;
   const int64_t key[2] = {k0 + warp * 16 + (lane >> 2), k0 + warp * 16 + (lane >> 2) + 8};
+  const int key32[2] = {(int)key[0], (int)key[1]};
+  const int Tq32 = (int)p.Tq, Tk32 = (int)p.Tk, qoff32 = (int)p.q_off, win32 = (int)p.window;
 
   for (int64_t it = 0; it < items; it++) {
     int buf = (int)(it & 1);
@@ -93,13 +95,17 @@ __global__ void __launch_bounds__(ATTN_THREADS) k_attn_bwd_dkdv(attn_params p) {
     float st[NQ][4], dpt[NQ][4];
     warp_qk<NQ, D, P>(st, sK + warp * 16 * P, sQ + buf * BQ * P);   // S^T = K Q^T
     warp_qk<NQ, D, P>(dpt, sV + warp * 16 * P, sdO + buf * BQ * P); // dP^T = V dO^T
+    // every (query, key) pair of the tile visible: no per-element test
+    const bool full = qb + BQ <= p.Tq && k0 + 64 <= p.Tk && k0 + 63 <= qb + p.q_off &&
+                      (p.window <= 0 || qb + BQ - 1 + p.q_off - k0 < p.window);
 #pragma unroll
     for (int n = 0; n < NQ; n++)
 #pragma unroll
       for (int e = 0; e < 4; e++) {
         int c = n * 8 + (lane & 3) * 2 + (e & 1);
         float pv = 0.0f;
-        if (attn_visible(qb + c, key[e >> 1], p.Tq, p.Tk, p.q_off, p.window)) pv = exp2f(st[n][e] * sl2 - L[c]);
+        if (full || attn_visible32((int)qb + c, key32[e >> 1], Tq32, Tk32, qoff32, win32))
+          pv = fast_exp2(st[n][e] * sl2 - L[c]);
         st[n][e] = pv;                        // P^T
         dpt[n][e] = pv * (dpt[n][e] - Ds[c]); // dS^T
       }
@@ -151,6 +157,8 @@ __global__ void __launch_bounds__(ATTN_THREADS) k_attn_bwd_dq(attn_params p) {
   cp_async_commit();
 
   const int64_t qi[2] = {q0 + warp * 16 + (lane >> 2), q0 + warp * 16 + (lane >> 2) + 8};
+  const int qi32[2] = {(int)qi[0], (int)qi[1]};
+  const int Tq32 = (int)p.Tq, Tk32 = (int)p.Tk, qoff32 = (int)p.q_off, win32 = (int)p.window;
   float L[2], Ds[2];
 #pragma unroll
   for (int r = 0; r < 2; r++) {
@@ -179,14 +187,16 @@ __global__ void __launch_bounds__(ATTN_THREADS) k_attn_bwd_dq(attn_params p) {
     warp_qk<NT, D, P>(s, sQ + warp * 16 * P, sK + buf * BK * P);   // S = Q K^T
     warp_qk<NT, D, P>(dp, sdO + warp * 16 * P, sV + buf * BK * P); // dP = dO V^T
     const int64_t k0 = kt * BK;
+    const bool full = q0 + BM <= p.Tq && k0 + BK <= p.Tk && k0 + BK - 1 <= q0 + p.q_off &&
+                      (p.window <= 0 || q0 + BM - 1 + p.q_off - k0 < p.window);
 #pragma unroll
     for (int n = 0; n < NT; n++)
 #pragma unroll
       for (int e = 0; e < 4; e++) {
-        int64_t kj = k0 + n * 8 + (lane & 3) * 2 + (e & 1);
+        int kj = (int)k0 + n * 8 + (lane & 3) * 2 + (e & 1);
         int r = e >> 1;
         float pv = 0.0f;
-        if (attn_visible(qi[r], kj, p.Tq, p.Tk, p.q_off, p.window)) pv = exp2f(s[n][e] * sl2 - L[r]);
+        if (full || attn_visible32(qi32[r], kj, Tq32, Tk32, qoff32, win32)) pv = fast_exp2(s[n][e] * sl2 - L[r]);
         s[n][e] = pv * (dp[n][e] - Ds[r]); // dS
       }
     warp_pv<NT, D, P>(dq, s, sK + buf * BK * P); // dQ += dS K

@@ -165,6 +165,21 @@ __device__ __forceinline__ void warp_pv_mb(float (*acc)[D / 8][4], const float (
   }
 }
 
+// 2^x on the special-function unit (what FlashAttention uses via fast math): relative error ~2^-22, far below the
+// bf16 rounding of P; exp2(-inf) = +0 as the masks need. exp2f() without fast math adds denormal handling.
+__device__ __forceinline__ float fast_exp2(float x) {
+  float y;
+  asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(y) : "f"(x));
+  return y;
+}
+
+// 32-bit index form of attn_visible for the inner loops (lengths are checked to fit on the host): the 64-bit
+// compares cost as much ALU time as the softmax itself in the backward.
+__device__ __forceinline__ bool attn_visible32(int qi, int kj, int Tq, int Tk, int q_off, int window) {
+  int qa = qi + q_off;
+  return qi < Tq && kj < Tk && kj <= qa && (window <= 0 || qa - kj < window);
+}
+
 // Is key `kj` visible to query `qi` (indices within the row; q_off shifts queries)?
 __device__ __forceinline__ bool attn_visible(int64_t qi, int64_t kj, int64_t Tq, int64_t Tk, int64_t q_off,
                                              int64_t window) {

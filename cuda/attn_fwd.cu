@@ -5,6 +5,7 @@
 // natural-log logsumexp of the scaled scores, which the backward uses to recompute P without storing it.
 // Causal tiles past the diagonal and (sliding window) tiles before the window are skipped; only tiles that cross
 // a boundary pay for the mask. Query tiles are issued longest first.
+#include <limits.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -85,7 +86,8 @@ __global__ void __launch_bounds__(ATTN_THREADS) k_attn_fwd(attn_params p) {
           if (need_mask) {
             int64_t kj = k0 + n * 8 + (lane & 3) * 2 + (e & 1);
             // rows past Tq are never written: no need to mask them
-            if (!attn_visible(qi[m][e >> 1], kj, INT64_MAX, p.Tk, p.q_off, p.window)) v = -INFINITY;
+            if (!attn_visible32((int)qi[m][e >> 1], (int)kj, INT_MAX, (int)p.Tk, (int)p.q_off, (int)p.window))
+              v = -INFINITY;
           }
           s[m][n][e] = v;
         }
@@ -101,11 +103,11 @@ __global__ void __launch_bounds__(ATTN_THREADS) k_attn_fwd(attn_params p) {
         mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
         float m_new = fmaxf(m_r[m][r], mx);
         float m_use = m_new == -INFINITY ? 0.0f : m_new;
-        float alpha = exp2f(m_r[m][r] - m_use);
+        float alpha = fast_exp2(m_r[m][r] - m_use);
         float sum = 0.0f;
 #pragma unroll
         for (int n = 0; n < NT; n++) {
-          float p0 = exp2f(s[m][n][2 * r] - m_use), p1 = exp2f(s[m][n][2 * r + 1] - m_use);
+          float p0 = fast_exp2(s[m][n][2 * r] - m_use), p1 = fast_exp2(s[m][n][2 * r + 1] - m_use);
           s[m][n][2 * r] = p0;
           s[m][n][2 * r + 1] = p1;
           sum += p0 + p1;
@@ -161,6 +163,8 @@ static pose_status attn_check(const pose_cuda_attn_dims *d, const char *what) {
              "%s: strides must be multiples of 8 elements (16-byte loads)", what);
   PC_REQUIRE(d->B <= 65535 && d->Hq <= 65535 && (d->Tq + 63) / 64 < ((int64_t)1 << 31),
              "%s: grid too large (B=%lld Hq=%lld)", what, (long long)d->B, (long long)d->Hq);
+  PC_REQUIRE(d->Tq + d->q_off < INT_MAX / 2 && d->Tk < INT_MAX / 2 && d->window < INT_MAX / 2,
+             "%s: lengths beyond 2^30 tokens are not supported", what);
   PC_REQUIRE(d->scale > 0 && isfinite(d->scale), "%s: bad scale %g", what, (double)d->scale);
   return POSE_OK;
 }
