@@ -9,6 +9,7 @@
 // split costs ~40% more tensor work but no atomics, no fp32 dQ buffer and bitwise-reproducible gradients. Both
 // products per tile and the tile loops are where wgmma/TMA would come in on sm_90a (see attn_common.cuh).
 #include <math.h>
+#include <stdlib.h>
 
 #include "attn_common.cuh"
 
@@ -31,7 +32,7 @@ __global__ void k_attn_dsum(attn_params p, int64_t B, int D, float *__restrict__
   if (lane == 0) dsum[(b * p.Hq + h) * p.Tq + i] = acc;
 }
 
-template <int D, int BQ>
+template <int D, int BQ, bool AREG>
 __global__ void __launch_bounds__(ATTN_THREADS) k_attn_bwd_dkdv(attn_params p) {
   constexpr int BN = 64, P = D + 8, NQ = BQ / 8, DT = D / 8;
   extern __shared__ __align__(16) unsigned char smem_raw[];
@@ -75,6 +76,8 @@ __global__ void __launch_bounds__(ATTN_THREADS) k_attn_bwd_dkdv(attn_params p) {
 #pragma unroll
     for (int e = 0; e < 4; e++) dk[d][e] = dv[d][e] = 0.0f;
   const float sl2 = p.scale * ATTN_LOG2E;
+  constexpr bool KV_REG = AREG && D <= 64;
+  uint32_t kf[KV_REG ? D / 16 : 1][4], vf[KV_REG ? D / 16 : 1][4];
   const int64_t key[2] = {k0 + warp * 16 + (lane >> 2), k0 + warp * 16 + (lane >> 2) + 8};
   const int key32[2] = {(int)key[0], (int)key[1]};
   const int Tq32 = (int)p.Tq, Tk32 = (int)p.Tk, qoff32 = (int)p.q_off, win32 = (int)p.window;
@@ -93,8 +96,17 @@ __global__ void __launch_bounds__(ATTN_THREADS) k_attn_bwd_dkdv(attn_params p) {
     const float *L = sL + buf * BQ, *Ds = sDs + buf * BQ;
 
     float st[NQ][4], dpt[NQ][4];
-    warp_qk<NQ, D, P>(st, sK + warp * 16 * P, sQ + buf * BQ * P);   // S^T = K Q^T
-    warp_qk<NQ, D, P>(dpt, sV + warp * 16 * P, sdO + buf * BQ * P); // dP^T = V dO^T
+    if constexpr (KV_REG) {
+      if (it == 0) { // K and V arrived in commit group 0
+        load_afrags<D, P>(kf, sK + warp * 16 * P);
+        load_afrags<D, P>(vf, sV + warp * 16 * P);
+      }
+      warp_qk_areg<NQ, D, P>(st, kf, sQ + buf * BQ * P);   // S^T = K Q^T
+      warp_qk_areg<NQ, D, P>(dpt, vf, sdO + buf * BQ * P); // dP^T = V dO^T
+    } else {
+      warp_qk<NQ, D, P>(st, sK + warp * 16 * P, sQ + buf * BQ * P);
+      warp_qk<NQ, D, P>(dpt, sV + warp * 16 * P, sdO + buf * BQ * P);
+    }
     // every (query, key) pair of the tile visible: no per-element test
     const bool full = qb + BQ <= p.Tq && k0 + 64 <= p.Tk && k0 + 63 <= qb + p.q_off &&
                       (p.window <= 0 || qb + BQ - 1 + p.q_off - k0 < p.window);
@@ -128,7 +140,7 @@ __global__ void __launch_bounds__(ATTN_THREADS) k_attn_bwd_dkdv(attn_params p) {
   }
 }
 
-template <int D, int BK>
+template <int D, int BK, bool AREG>
 __global__ void __launch_bounds__(ATTN_THREADS) k_attn_bwd_dq(attn_params p) {
   constexpr int BM = 64, P = D + 8, NT = BK / 8, DT = D / 8;
   extern __shared__ __align__(16) unsigned char smem_raw[];
@@ -170,6 +182,7 @@ __global__ void __launch_bounds__(ATTN_THREADS) k_attn_bwd_dq(attn_params p) {
   float dq[DT][4];
 #pragma unroll
   for (int d = 0; d < DT; d++) dq[d][0] = dq[d][1] = dq[d][2] = dq[d][3] = 0.0f;
+  uint32_t qf[AREG ? D / 16 : 1][4], df[AREG ? D / 16 : 1][4];
 
   for (int it = 0; it < ntiles; it++) {
     int64_t kt = kt_lo + it;
@@ -184,8 +197,17 @@ __global__ void __launch_bounds__(ATTN_THREADS) k_attn_bwd_dq(attn_params p) {
     }
     __syncthreads();
     float s[NT][4], dp[NT][4];
-    warp_qk<NT, D, P>(s, sQ + warp * 16 * P, sK + buf * BK * P);   // S = Q K^T
-    warp_qk<NT, D, P>(dp, sdO + warp * 16 * P, sV + buf * BK * P); // dP = dO V^T
+    if constexpr (AREG) {
+      if (it == 0) { // Q and dO arrived with the first tile (commit group 0)
+        load_afrags<D, P>(qf, sQ + warp * 16 * P);
+        load_afrags<D, P>(df, sdO + warp * 16 * P);
+      }
+      warp_qk_areg<NT, D, P>(s, qf, sK + buf * BK * P);  // S = Q K^T
+      warp_qk_areg<NT, D, P>(dp, df, sV + buf * BK * P); // dP = dO V^T
+    } else {
+      warp_qk<NT, D, P>(s, sQ + warp * 16 * P, sK + buf * BK * P);
+      warp_qk<NT, D, P>(dp, sdO + warp * 16 * P, sV + buf * BK * P);
+    }
     const int64_t k0 = kt * BK;
     const bool full = q0 + BM <= p.Tq && k0 + BK <= p.Tk && k0 + BK - 1 <= q0 + p.q_off &&
                       (p.window <= 0 || q0 + BM - 1 + p.q_off - k0 < p.window);
@@ -215,7 +237,7 @@ __global__ void __launch_bounds__(ATTN_THREADS) k_attn_bwd_dq(attn_params p) {
   }
 }
 
-template <int D, int BQ, int BK>
+template <int D, int BQ, int BK, bool AREG>
 static cudaError_t launch_bwd(attn_params p, int64_t B, float *dsum, bf16 *dq, bf16 *dk, bf16 *dv, cudaStream_t s) {
   constexpr int P = D + 8;
   p.dsum = dsum;
@@ -227,26 +249,26 @@ static cudaError_t launch_bwd(attn_params p, int64_t B, float *dsum, bf16 *dq, b
   }
   if (p.Tk > 0) {
     size_t smem = (size_t)(2 * 64 * P + 4 * BQ * P) * sizeof(bf16) + 4 * BQ * sizeof(float);
-    cudaError_t e = cudaFuncSetAttribute(k_attn_bwd_dkdv<D, BQ>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+    cudaError_t e = cudaFuncSetAttribute(k_attn_bwd_dkdv<D, BQ, AREG>, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                          (int)smem);
     if (e != cudaSuccess) return e;
     attn_params pk = p;
     pk.out = dk;
     pk.out2 = dv;
     dim3 grid((unsigned)((p.Tk + 63) / 64), (unsigned)p.Hkv, (unsigned)B);
-    k_attn_bwd_dkdv<D, BQ><<<grid, ATTN_THREADS, smem, s>>>(pk);
+    k_attn_bwd_dkdv<D, BQ, AREG><<<grid, ATTN_THREADS, smem, s>>>(pk);
     e = cudaGetLastError();
     if (e != cudaSuccess) return e;
   }
   if (p.Tq > 0) {
     size_t smem = (size_t)(2 * 64 * P + 4 * BK * P) * sizeof(bf16);
-    cudaError_t e = cudaFuncSetAttribute(k_attn_bwd_dq<D, BK>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+    cudaError_t e = cudaFuncSetAttribute(k_attn_bwd_dq<D, BK, AREG>, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                          (int)smem);
     if (e != cudaSuccess) return e;
     attn_params pq = p;
     pq.out = dq;
     dim3 grid((unsigned)((p.Tq + 63) / 64), (unsigned)p.Hq, (unsigned)B);
-    k_attn_bwd_dq<D, BK><<<grid, ATTN_THREADS, smem, s>>>(pq);
+    k_attn_bwd_dq<D, BK, AREG><<<grid, ATTN_THREADS, smem, s>>>(pq);
     e = cudaGetLastError();
     if (e != cudaSuccess) return e;
   }
@@ -275,8 +297,15 @@ extern "C" pose_status pose_cuda_attn_bwd(const pose_cuda_attn_dims *d, const ui
   p.scale = d->scale;
   float *dsum = NULL;
   POSE_TRY(pc_scratch_alloc((void **)&dsum, sizeof(float) * (size_t)(d->B * d->Hq * d->Tq), s));
-  cudaError_t e = d->D == 64 ? launch_bwd<64, 64, 64>(p, d->B, dsum, (bf16 *)dq, (bf16 *)dk, (bf16 *)dv, s)
-                             : launch_bwd<128, 32, 32>(p, d->B, dsum, (bf16 *)dq, (bf16 *)dk, (bf16 *)dv, s);
+  // POSE_ATTN_BWD_AREG=0 reloads the fixed A operands from shared memory every tile (fewer registers, more
+  // occupancy); the default keeps them in registers. Both are tested; the benchmark times both.
+  const char *ar = getenv("POSE_ATTN_BWD_AREG");
+  bool areg = !(ar && ar[0] == '0');
+  bf16 *bq = (bf16 *)dq, *bk = (bf16 *)dk, *bv = (bf16 *)dv;
+  cudaError_t e = d->D == 64 ? (areg ? launch_bwd<64, 64, 64, true>(p, d->B, dsum, bq, bk, bv, s)
+                                     : launch_bwd<64, 64, 64, false>(p, d->B, dsum, bq, bk, bv, s))
+                             : (areg ? launch_bwd<128, 32, 32, true>(p, d->B, dsum, bq, bk, bv, s)
+                                     : launch_bwd<128, 32, 32, false>(p, d->B, dsum, bq, bk, bv, s));
   pc_scratch_free(dsum, s);
   if (e != cudaSuccess) return pose_cuda_fail(e, "attn_bwd launch");
   return POSE_OK;

@@ -157,6 +157,11 @@ static void attn_case(int64_t B, int64_t T, int64_t Hq, int64_t Hkv, int64_t D, 
     unsetenv("POSE_ATTN_FWD");
   }
   bench("attn_fwd", shape, f, 0, run_attn_fwd, &a, reps);
+  if (all_cfgs) {
+    setenv("POSE_ATTN_BWD_AREG", "0", 1);
+    bench("attn_bwd[smemA]", shape, 2.5 * f, 0, run_attn_bwd, &a, reps);
+    unsetenv("POSE_ATTN_BWD_AREG");
+  }
   bench("attn_bwd", shape, 2.5 * f, 0, run_attn_bwd, &a, reps);
   cudaFree(a.q); cudaFree(a.k); cudaFree(a.v); cudaFree(a.dO); cudaFree(a.o);
   cudaFree(a.dq); cudaFree(a.dk); cudaFree(a.dv); cudaFree(a.lse);

@@ -194,6 +194,11 @@ int main(void) {
     for (int i = 0; i < 4; i++) run_case(cases[subset[i]]);
   }
   unsetenv("POSE_ATTN_FWD");
+  /* the backward with its fixed operands reloaded from shared memory instead of kept in registers */
+  setenv("POSE_ATTN_BWD_AREG", "0", 1);
+  printf("  backward without register-resident operands:\n");
+  for (int i = 0; i < 4; i++) run_case(cases[subset[i]]);
+  unsetenv("POSE_ATTN_BWD_AREG");
 
   pose_cuda_attn_dims d;
   void *p = galloc(1 << 16);
