@@ -297,10 +297,11 @@ extern "C" pose_status pose_cuda_attn_bwd(const pose_cuda_attn_dims *d, const ui
   p.scale = d->scale;
   float *dsum = NULL;
   POSE_TRY(pc_scratch_alloc((void **)&dsum, sizeof(float) * (size_t)(d->B * d->Hq * d->Tq), s));
-  // POSE_ATTN_BWD_AREG=0 reloads the fixed A operands from shared memory every tile (fewer registers, more
-  // occupancy); the default keeps them in registers. Both are tested; the benchmark times both.
+  // Fixed A operands in registers (areg) or reloaded from shared memory every tile: run 4 measured the first 4%
+  // faster at D = 64 and 1-6% slower at D = 128 (232 instead of 158 registers in dQ: 2 blocks per SM instead of 3).
+  // POSE_ATTN_BWD_AREG=0/1 overrides, for tests and benchmarks of both.
   const char *ar = getenv("POSE_ATTN_BWD_AREG");
-  bool areg = !(ar && ar[0] == '0');
+  bool areg = ar && (ar[0] == '0' || ar[0] == '1') ? ar[0] == '1' : d->D == 64;
   bf16 *bq = (bf16 *)dq, *bk = (bf16 *)dk, *bv = (bf16 *)dv;
   cudaError_t e = d->D == 64 ? (areg ? launch_bwd<64, 64, 64, true>(p, d->B, dsum, bq, bk, bv, s)
                                      : launch_bwd<64, 64, 64, false>(p, d->B, dsum, bq, bk, bv, s))

@@ -166,8 +166,8 @@ __device__ __forceinline__ void warp_pv_mb(float (*acc)[D / 8][4], const float (
 }
 
 // A fragments kept in registers: operands that stay fixed for a whole kernel (Q and dO rows in dQ, K and V rows in
-// dK/dV, Q in the forward) are loaded from shared memory once instead of once per tile, which matters because the
-// backward kernels are limited by shared-memory bandwidth (ldmatrix), not by the tensor cores.
+// dK/dV) loaded from shared memory once instead of once per tile. The backward kernels are limited by shared-memory
+// bandwidth (ldmatrix); this trades it for registers, which paid at D = 64 and cost occupancy at D = 128 (run 4).
 template <int D, int P>
 __device__ __forceinline__ void load_afrags(uint32_t (*a)[4], const bf16 *sa) {
   int lane = threadIdx.x & 31, mi = lane >> 3, lr = lane & 7;
@@ -188,28 +188,6 @@ __device__ __forceinline__ void warp_qk_areg(float (*acc)[4], const uint32_t (*a
       ldsm_x4(b, sb + (np * 16 + lr + (mi >> 1) * 8) * P + ks * 16 + (mi & 1) * 8);
       mma16816(acc[2 * np], a[ks], b[0], b[1]);
       mma16816(acc[2 * np + 1], a[ks], b[2], b[3]);
-    }
-}
-
-template <int MB, int NT, int D, int P>
-__device__ __forceinline__ void warp_qk_mb_areg(float (*acc)[NT][4], const uint32_t (*a)[D / 16][4],
-                                                const bf16 *sb) {
-  int lane = threadIdx.x & 31, mi = lane >> 3, lr = lane & 7;
-#pragma unroll
-  for (int m = 0; m < MB; m++)
-#pragma unroll
-    for (int n = 0; n < NT; n++) acc[m][n][0] = acc[m][n][1] = acc[m][n][2] = acc[m][n][3] = 0.0f;
-#pragma unroll
-  for (int ks = 0; ks < D / 16; ks++)
-#pragma unroll
-    for (int np = 0; np < NT / 2; np++) {
-      uint32_t b[4];
-      ldsm_x4(b, sb + (np * 16 + lr + (mi >> 1) * 8) * P + ks * 16 + (mi & 1) * 8);
-#pragma unroll
-      for (int m = 0; m < MB; m++) {
-        mma16816(acc[m][2 * np], a[m][ks], b[0], b[1]);
-        mma16816(acc[m][2 * np + 1], a[m][ks], b[2], b[3]);
-      }
     }
 }
 

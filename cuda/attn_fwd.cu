@@ -56,8 +56,6 @@ __global__ void __launch_bounds__(ATTN_THREADS) k_attn_fwd(attn_params p) {
     qi[m][1] = qi[m][0] + 8;
   }
   const bf16 *wq = sQ + warp * MB * 16 * P; // this warp's MB blocks of 16 query rows
-  constexpr bool Q_REG = D * MB <= 128;     // Q fragments in registers where they fit (64 more at D=128, MB=2)
-  uint32_t qf[MB][Q_REG ? D / 16 : 1][4];
 
   for (int it = 0; it < ntiles; it++) {
     int64_t kt = kt_lo + it;
@@ -73,14 +71,8 @@ __global__ void __launch_bounds__(ATTN_THREADS) k_attn_fwd(attn_params p) {
     __syncthreads();
 
     float s[MB][NT][4];
-    if constexpr (Q_REG) {
-      if (it == 0) // Q arrived in commit group 0
-#pragma unroll
-        for (int m = 0; m < MB; m++) load_afrags<D, P>(qf[m], wq + m * 16 * P);
-      warp_qk_mb_areg<MB, NT, D, P>(s, qf, sK + buf * BN * P);
-    } else {
-      warp_qk_mb<MB, NT, D, P>(s, wq, sK + buf * BN * P);
-    }
+    // (Q fragments kept in registers instead were slower in run 4: more registers, same occupancy or less)
+    warp_qk_mb<MB, NT, D, P>(s, wq, sK + buf * BN * P);
 
     const int64_t k0 = kt * BN;
     bool need_mask = k0 + BN > p.Tk || k0 + BN - 1 > q0 + p.q_off ||
@@ -212,7 +204,7 @@ static cudaError_t launch_fwd(const attn_params &p, int64_t B, cudaStream_t s) {
 // ("1x64", "2x32", "2x64") overrides the default, for benchmarks and tests of every variant.
 static cudaError_t dispatch_fwd(const attn_params &p, int64_t B, int64_t D, cudaStream_t s) {
   const char *cfg = getenv("POSE_ATTN_FWD");
-  // defaults from run 3 of cuda/NOTES.md: 2x64 fastest at D=128 (despite a small spill), 1x64 at D=64
+  // defaults from runs 3-4 of cuda/NOTES.md: 2x64 fastest at D=128 (despite a small spill), 1x64 at D=64
   int mb = D == 128 ? 2 : 1, bn = 64;
   if (cfg && (!strcmp(cfg, "1x64") || !strcmp(cfg, "2x32") || !strcmp(cfg, "2x64"))) {
     mb = cfg[0] - '0';

@@ -160,6 +160,8 @@ static void attn_case(int64_t B, int64_t T, int64_t Hq, int64_t Hkv, int64_t D, 
   if (all_cfgs) {
     setenv("POSE_ATTN_BWD_AREG", "0", 1);
     bench("attn_bwd[smemA]", shape, 2.5 * f, 0, run_attn_bwd, &a, reps);
+    setenv("POSE_ATTN_BWD_AREG", "1", 1);
+    bench("attn_bwd[regA]", shape, 2.5 * f, 0, run_attn_bwd, &a, reps);
     unsetenv("POSE_ATTN_BWD_AREG");
   }
   bench("attn_bwd", shape, 2.5 * f, 0, run_attn_bwd, &a, reps);

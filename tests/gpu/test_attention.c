@@ -194,10 +194,12 @@ int main(void) {
     for (int i = 0; i < 4; i++) run_case(cases[subset[i]]);
   }
   unsetenv("POSE_ATTN_FWD");
-  /* the backward with its fixed operands reloaded from shared memory instead of kept in registers */
-  setenv("POSE_ATTN_BWD_AREG", "0", 1);
-  printf("  backward without register-resident operands:\n");
-  for (int i = 0; i < 4; i++) run_case(cases[subset[i]]);
+  /* the backward's other operand placement: register-resident A operands at D = 128, shared memory at D = 64 */
+  for (int v = 0; v < 2; v++) {
+    setenv("POSE_ATTN_BWD_AREG", v ? "1" : "0", 1);
+    printf("  backward with A operands %s:\n", v ? "in registers" : "from shared memory");
+    for (int i = 0; i < 4; i++) run_case(cases[subset[i]]);
+  }
   unsetenv("POSE_ATTN_BWD_AREG");
 
   pose_cuda_attn_dims d;
