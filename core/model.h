@@ -9,6 +9,7 @@
 #include <stdint.h>
 
 #include "device.h"
+#include "dtype.h"
 #include "rope.h"
 #include "status.h"
 
@@ -27,8 +28,9 @@ typedef struct {
   int decay;
 } pose_param;
 
-/* Loads a checkpoint directory (config.json + safetensors). rope_override: pose.rope keys replacing the config's
- * scheme (may be NULL). */
+/* Loads a checkpoint directory (config.json + safetensors; f32, bf16 or f16 tensors, held as f32). rope_override:
+ * pose.rope keys replacing the config's scheme (may be NULL); a max_position_embeddings among them becomes the
+ * model's. Only the CPU device exists for now: a cuda device is POSE_EUNSUPPORTED. */
 pose_status pose_model_load(const char *dir, const cJSON *rope_override, pose_device dev, pose_model **out);
 /* A freshly initialised model (normal(0, initializer_range) weights as transformers' _init_weights) from a
  * config.json-shaped object; the same seed gives the same weights. */
@@ -55,8 +57,11 @@ pose_status pose_model_nll(pose_model *m, const int64_t *ids, const int64_t *pos
  * POSE_ENUMERIC. */
 pose_status pose_model_backward(pose_model *m, const int64_t *ids, const int64_t *pos, const int64_t *targets,
                                 int64_t B, int64_t T, double loss_scale, double *loss, int64_t *count);
-size_t pose_model_num_params(const pose_model *m);
+size_t pose_model_num_params(const pose_model *m); /* number of parameter tensors (tied ones once) */
+int64_t pose_model_numel(const pose_model *m);     /* number of trainable scalars (tied ones once) */
 pose_param *pose_model_param(pose_model *m, size_t i);
+/* The same without allocating gradients (g is NULL until the first backward / pose_model_param / zero_grad). */
+const pose_param *pose_model_param_info(const pose_model *m, size_t i);
 void pose_model_zero_grad(pose_model *m);
 
 /* Incremental decoding with a KV cache (generation, passkey). Positions are explicit as everywhere; keys are rotated
@@ -66,7 +71,8 @@ pose_status pose_kv_cache_new(const pose_model *m, int64_t B, int64_t capacity, 
 void pose_kv_cache_free(pose_kv_cache *kv);
 void pose_kv_cache_reset(pose_kv_cache *kv);
 int64_t pose_kv_cache_len(const pose_kv_cache *kv);
-/* Appends T tokens per row and writes the logits of each row's last token to logits_last [B,V]. */
+/* Appends T tokens per row and writes the logits of each row's last token to logits_last [B,V]. pos NULL:
+ * positions continue the cache (len + t). */
 pose_status pose_model_decode(pose_model *m, pose_kv_cache *kv, const int64_t *ids, const int64_t *pos, int64_t B,
                               int64_t T, float *logits_last);
 

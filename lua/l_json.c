@@ -41,63 +41,75 @@ void pose_lua_push_json(lua_State *L, const cJSON *j) {
   }
 }
 
-static int cmp_keys(const void *a, const void *b) { return strcmp(*(const char *const *)a, *(const char *const *)b); }
 
-/* Builds a cJSON value from the Lua value at idx; raises a Lua error for functions, userdata, cycles (depth). */
-cJSON *pose_lua_to_json(lua_State *L, int idx, int depth) {
+/* Raises a Lua error for anything JSON cannot hold. Run before building, so that building never raises and a
+ * half-built cJSON tree is never leaked by a longjmp. */
+static void check_encodable(lua_State *L, int idx, int depth) {
   idx = lua_absindex(L, idx);
   if (depth > 64) pose_lua_errorf(L, "json: value nested deeper than 64 levels (a cycle?)");
+  int ty = lua_type(L, idx);
+  if (ty == LUA_TNIL || ty == LUA_TBOOLEAN || ty == LUA_TNUMBER || ty == LUA_TSTRING || ty == LUA_TLIGHTUSERDATA) return;
+  if (ty != LUA_TTABLE) pose_lua_errorf(L, "json: cannot encode a %s", luaL_typename(L, idx));
+  luaL_checkstack(L, 4, "json: nested too deeply");
+  lua_Integer n = (lua_Integer)lua_rawlen(L, idx);
+  int has_string = 0, has_other = 0;
+  lua_pushnil(L);
+  while (lua_next(L, idx)) {
+    if (lua_type(L, -2) == LUA_TSTRING) has_string = 1;
+    else if (!lua_isinteger(L, -2) || lua_tointeger(L, -2) < 1 || lua_tointeger(L, -2) > n) has_other = 1;
+    check_encodable(L, -1, depth + 1);
+    lua_pop(L, 1);
+  }
+  if (has_other || (has_string && n > 0)) pose_lua_errorf(L, "json: object keys must be strings (mixed table?)");
+}
+
+static int cmp_keys(const void *a, const void *b) { return strcmp(*(const char *const *)a, *(const char *const *)b); }
+
+static cJSON *build_json(lua_State *L, int idx) {
+  idx = lua_absindex(L, idx);
   switch (lua_type(L, idx)) {
-    case LUA_TNIL: return cJSON_CreateNull();
     case LUA_TBOOLEAN: return cJSON_CreateBool(lua_toboolean(L, idx));
     case LUA_TNUMBER: {
       double v = lua_tonumber(L, idx);
-      if (!isfinite(v)) return cJSON_CreateNull(); /* JSON has no NaN/Inf */
-      return cJSON_CreateNumber(v);
+      return isfinite(v) ? cJSON_CreateNumber(v) : cJSON_CreateNull(); /* JSON has no NaN/Inf */
     }
     case LUA_TSTRING: return cJSON_CreateString(lua_tostring(L, idx));
-    case LUA_TLIGHTUSERDATA: return cJSON_CreateNull(); /* pose.json_null */
     case LUA_TTABLE: break;
-    default: pose_lua_errorf(L, "json: cannot encode a %s", luaL_typename(L, idx));
+    default: return cJSON_CreateNull(); /* nil, pose.json_null */
   }
-  lua_Integer n = (lua_Integer)lua_rawlen(L, idx), count = 0;
-  int only_seq = 1;
-  lua_pushnil(L);
-  while (lua_next(L, idx)) {
-    count++;
-    if (!lua_isinteger(L, -2) || lua_tointeger(L, -2) < 1 || lua_tointeger(L, -2) > n) only_seq = 0;
-    lua_pop(L, 1);
-  }
-  if (only_seq && count == n && (n > 0 || lua_rawlen(L, idx) == 0)) {
-    if (n == 0) return cJSON_CreateObject(); /* an empty table encodes as {} */
+  lua_Integer n = (lua_Integer)lua_rawlen(L, idx);
+  if (n > 0) {
     cJSON *arr = cJSON_CreateArray();
     for (lua_Integer i = 1; i <= n; i++) {
       lua_rawgeti(L, idx, i);
-      cJSON_AddItemToArray(arr, pose_lua_to_json(L, -1, depth + 1));
+      cJSON_AddItemToArray(arr, build_json(L, -1));
       lua_pop(L, 1);
     }
     return arr;
   }
-  const char **keys = malloc(sizeof *keys * (size_t)count);
-  size_t k = 0;
+  size_t count = 0, k = 0;
   lua_pushnil(L);
-  while (lua_next(L, idx)) {
-    lua_pop(L, 1);
-    if (lua_type(L, -1) != LUA_TSTRING) {
-      free(keys);
-      pose_lua_errorf(L, "json: object keys must be strings (mixed table?)");
-    }
-    keys[k++] = lua_tostring(L, -1);
-  }
+  while (lua_next(L, idx)) { count++; lua_pop(L, 1); }
+  cJSON *obj = cJSON_CreateObject(); /* an empty table encodes as {} */
+  const char **keys = malloc(sizeof *keys * (count ? count : 1));
+  if (!keys) return obj;
+  lua_pushnil(L);
+  while (lua_next(L, idx)) { lua_pop(L, 1); keys[k++] = lua_tostring(L, -1); }
   qsort(keys, k, sizeof *keys, cmp_keys);
-  cJSON *obj = cJSON_CreateObject();
   for (size_t i = 0; i < k; i++) {
     lua_getfield(L, idx, keys[i]);
-    cJSON_AddItemToObject(obj, keys[i], pose_lua_to_json(L, -1, depth + 1));
+    cJSON_AddItemToObject(obj, keys[i], build_json(L, -1));
     lua_pop(L, 1);
   }
   free(keys);
   return obj;
+}
+
+/* Builds a cJSON value from the Lua value at idx; raises a Lua error (before allocating anything) for functions,
+ * userdata, mixed tables and cycles. */
+cJSON *pose_lua_to_json(lua_State *L, int idx, int depth) {
+  check_encodable(L, idx, depth);
+  return build_json(L, idx);
 }
 
 static int l_decode(lua_State *L) {

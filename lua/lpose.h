@@ -60,5 +60,6 @@ void pose_lua_open_model(lua_State *L);
 void pose_lua_open_tokenizer(lua_State *L);
 void pose_lua_open_data(lua_State *L);
 void pose_lua_open_eval(lua_State *L);
+void pose_lua_open_trainer(lua_State *L);
 
 #endif

@@ -40,7 +40,8 @@ static int docall(lua_State *L, int nargs) {
   int st = lua_pcall(L, nargs, 0, base);
   lua_remove(L, base);
   if (st != LUA_OK) {
-    fprintf(stderr, "pose: %s\n", lua_tostring(L, -1));
+    /* library errors already read "pose: ..."; Lua errors carry their script position */
+    fprintf(stderr, "%s\n", lua_tostring(L, -1));
     lua_pop(L, 1);
   }
   return st;

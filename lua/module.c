@@ -20,6 +20,7 @@ extern const struct pose_embedded_lua pose_embedded_lua[];
 #pragma weak pose_lua_open_tokenizer
 #pragma weak pose_lua_open_data
 #pragma weak pose_lua_open_eval
+#pragma weak pose_lua_open_trainer
 
 /* pose.now(): monotonic wall-clock seconds, for timings and progress rates (os.clock is CPU time). */
 static int l_now(lua_State *L) {
@@ -102,7 +103,7 @@ int luaopen_pose(lua_State *L) {
   /* Components land one by one; each registers when it is linked in (weak references until then). */
   void (*const opens[])(lua_State *) = {pose_lua_open_results, pose_lua_open_rope,  pose_lua_open_sampler,
                                         pose_lua_open_model,   pose_lua_open_tokenizer, pose_lua_open_data,
-                                        pose_lua_open_eval};
+                                        pose_lua_open_eval, pose_lua_open_trainer};
   for (size_t i = 0; i < sizeof opens / sizeof opens[0]; i++)
     if (opens[i]) opens[i](L);
   /* pure-Lua parts of the API, given the table to extend */

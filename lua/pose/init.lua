@@ -6,4 +6,5 @@ return function(p)
   p.progress = require "pose.progress"
   p.progress.clock = p.now
   p.eval = require "pose.eval"
+  require("pose.results").attach(p) -- p.experiment: the run conventions over p.results
 end

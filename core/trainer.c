@@ -1,0 +1,248 @@
+/* The optimizer step: token-weighted gradient accumulation, NaN/Inf checks, global-norm clipping, lr schedule and
+ * AdamW (see trainer.h for the order and the conventions, adamw.h for the update's arithmetic). */
+#include "trainer.h"
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "adamw.h"
+#include "grad_clip.h"
+#include "trainer_impl.h"
+
+void pose_trainer_defaults(pose_trainer_opts *o) {
+  memset(o, 0, sizeof *o);
+  o->lr = 5e-5; /* TrainingArguments.learning_rate */
+  o->beta1 = 0.9;
+  o->beta2 = 0.999;
+  o->eps = 1e-8;
+  o->weight_decay = 0;
+  o->clip = 0;
+  o->warmup = 0;
+  o->steps = 0;
+  o->schedule = POSE_SCHED_CONSTANT;
+  o->accum = 1;
+}
+
+pose_status pose_trainer_opts_check(const pose_trainer_opts *o) {
+  if (!o) return pose_error(POSE_EINVAL, "trainer: options are NULL");
+  if (!isfinite(o->lr) || o->lr < 0) return pose_error(POSE_EINVAL, "trainer: lr must be >= 0 (got %g)", o->lr);
+  if (!(o->beta1 >= 0 && o->beta1 < 1))
+    return pose_error(POSE_EINVAL, "trainer: beta1 must be in [0, 1) (got %g)", o->beta1);
+  if (!(o->beta2 >= 0 && o->beta2 < 1))
+    return pose_error(POSE_EINVAL, "trainer: beta2 must be in [0, 1) (got %g)", o->beta2);
+  if (!isfinite(o->eps) || o->eps < 0) return pose_error(POSE_EINVAL, "trainer: eps must be >= 0 (got %g)", o->eps);
+  if (!isfinite(o->weight_decay) || o->weight_decay < 0)
+    return pose_error(POSE_EINVAL, "trainer: weight_decay must be >= 0 (got %g)", o->weight_decay);
+  if (!isfinite(o->clip) || o->clip < 0)
+    return pose_error(POSE_EINVAL, "trainer: clip must be >= 0 (0 = off; got %g)", o->clip);
+  if (o->warmup < 0) return pose_error(POSE_EINVAL, "trainer: warmup must be >= 0 (got %lld)", (long long)o->warmup);
+  if (o->steps < 0) return pose_error(POSE_EINVAL, "trainer: steps must be >= 0 (got %lld)", (long long)o->steps);
+  if (o->accum < 1) return pose_error(POSE_EINVAL, "trainer: accum must be >= 1 (got %d)", o->accum);
+  if ((unsigned)o->schedule > POSE_SCHED_COSINE)
+    return pose_error(POSE_EINVAL, "trainer: unknown schedule %d", (int)o->schedule);
+  if (o->schedule != POSE_SCHED_CONSTANT) {
+    if (o->steps == 0)
+      return pose_error(POSE_EINVAL, "trainer: schedule '%s' needs the total number of steps (steps=)",
+                        pose_schedule_name(o->schedule));
+    if (o->warmup > o->steps)
+      return pose_error(POSE_EINVAL, "trainer: warmup (%lld) exceeds steps (%lld)", (long long)o->warmup,
+                        (long long)o->steps);
+  }
+  return POSE_OK;
+}
+
+/* ---- the model as a trainable ---------------------------------------------------------------------------- */
+
+/* The model lands separately: until it is linked in, these references stay weak (NULL) and pose_trainer_new says
+ * so instead of failing to link. */
+#pragma weak pose_model_num_params
+#pragma weak pose_model_param
+#pragma weak pose_model_zero_grad
+#pragma weak pose_model_backward
+
+static size_t model_num_params(void *ctx) { return pose_model_num_params(ctx); }
+static pose_param *model_param(void *ctx, size_t i) { return pose_model_param(ctx, i); }
+static void model_zero_grad(void *ctx) { pose_model_zero_grad(ctx); }
+static pose_status model_backward(void *ctx, const int64_t *ids, const int64_t *pos, const int64_t *targets,
+                                  int64_t B, int64_t T, double loss_scale, double *loss, int64_t *count) {
+  return pose_model_backward(ctx, ids, pos, targets, B, T, loss_scale, loss, count);
+}
+
+pose_status pose_trainer_new(pose_model *m, const pose_trainer_opts *o, pose_trainer **out) {
+  if (!m) return pose_error(POSE_EINVAL, "trainer: model is NULL");
+  if (!pose_model_backward || !pose_model_num_params || !pose_model_param || !pose_model_zero_grad)
+    return pose_error(POSE_EUNSUPPORTED, "trainer: this build has no model backward");
+  pose_trainable tb = {m, model_num_params, model_param, model_zero_grad, model_backward};
+  return pose_trainer_new_trainable(&tb, o, out);
+}
+
+/* ---- construction ---------------------------------------------------------------------------------------- */
+
+void pose_trainer_free(pose_trainer *t) {
+  if (!t) return;
+  for (size_t i = 0; i < t->np; i++) {
+    if (t->m) free(t->m[i]);
+    if (t->v) free(t->v[i]);
+  }
+  free(t->m);
+  free(t->v);
+  free(t->ps);
+  free(t);
+}
+
+pose_status pose_trainer_new_trainable(const pose_trainable *tb, const pose_trainer_opts *o, pose_trainer **out) {
+  *out = NULL;
+  if (!tb || !tb->num_params || !tb->param || !tb->zero_grad || !tb->backward)
+    return pose_error(POSE_EINVAL, "trainer: incomplete trainable (num_params, param, zero_grad, backward)");
+  pose_trainer_opts def;
+  if (!o) {
+    pose_trainer_defaults(&def);
+    o = &def;
+  }
+  POSE_TRY(pose_trainer_opts_check(o));
+  size_t np = tb->num_params(tb->ctx);
+  if (np == 0) return pose_error(POSE_EINVAL, "trainer: the model has no parameters");
+  pose_trainer *t = calloc(1, sizeof *t);
+  if (!t) return pose_error(POSE_ENOMEM, "trainer: out of memory");
+  t->tb = *tb;
+  t->o = *o;
+  t->np = np;
+  t->ps = calloc(np, sizeof *t->ps);
+  t->m = calloc(np, sizeof *t->m);
+  t->v = calloc(np, sizeof *t->v);
+  if (!t->ps || !t->m || !t->v) {
+    pose_trainer_free(t);
+    return pose_error(POSE_ENOMEM, "trainer: out of memory");
+  }
+  for (size_t i = 0; i < np; i++) {
+    pose_param *p = tb->param(tb->ctx, i);
+    if (!p || !p->w || !p->g || p->numel < 0) {
+      pose_trainer_free(t);
+      return pose_error(POSE_EINVAL, "trainer: parameter %zu has no weights or gradient", i);
+    }
+    t->ps[i] = p;
+    size_t n = p->numel ? (size_t)p->numel : 1;
+    t->m[i] = calloc(n, sizeof(float));
+    t->v[i] = calloc(n, sizeof(float));
+    if (!t->m[i] || !t->v[i]) {
+      pose_trainer_free(t);
+      return pose_error(POSE_ENOMEM, "trainer: out of memory for the AdamW moments of '%s' (%lld elements)",
+                        p->name ? p->name : "?", (long long)p->numel);
+    }
+  }
+  *out = t;
+  return POSE_OK;
+}
+
+/* ---- accessors ------------------------------------------------------------------------------------------- */
+
+int64_t pose_trainer_steps_done(const pose_trainer *t) { return t->step; }
+const pose_trainer_opts *pose_trainer_get_opts(const pose_trainer *t) { return &t->o; }
+const float *pose_trainer_exp_avg(const pose_trainer *t, size_t i) { return i < t->np ? t->m[i] : NULL; }
+const float *pose_trainer_exp_avg_sq(const pose_trainer *t, size_t i) { return i < t->np ? t->v[i] : NULL; }
+
+double pose_trainer_lr_at(const pose_trainer *t, int64_t step) {
+  /* LambdaLR: base_lr * lmbda(last_epoch) */
+  return t->o.lr * pose_schedule_factor(t->o.schedule, t->o.warmup, t->o.steps, step);
+}
+
+/* ---- the step -------------------------------------------------------------------------------------------- */
+
+/* Scored targets of rows [B, T]: targets[b, 1..T-1] that are not POSE_IGNORE_INDEX (targets NULL: ids). */
+static int64_t count_scored(const int64_t *ids, const int64_t *targets, int64_t B, int64_t T) {
+  const int64_t *y = targets ? targets : ids;
+  int64_t c = 0;
+  for (int64_t b = 0; b < B; b++)
+    for (int64_t s = 1; s < T; s++) c += y[b * T + s] != POSE_IGNORE_INDEX;
+  return c;
+}
+
+pose_status pose_trainer_step(pose_trainer *t, const int64_t *ids, const int64_t *pos, const int64_t *targets,
+                              int64_t B, int64_t T, double *loss, double *lr_used, double *grad_norm) {
+  if (!t) return pose_error(POSE_EINVAL, "trainer: NULL trainer");
+  const long long k = (long long)t->step + 1; /* the step being computed, counting from 1, for messages */
+  if (!ids) return pose_error(POSE_EINVAL, "trainer step %lld: ids are NULL", k);
+  if (B < 1 || T < 2)
+    return pose_error(POSE_EINVAL, "trainer step %lld: need B >= 1 rows per micro-batch and T >= 2 tokens (got B=%lld, T=%lld)",
+                      k, (long long)B, (long long)T);
+  if (t->o.schedule != POSE_SCHED_CONSTANT && t->step >= t->o.steps)
+    return pose_error(POSE_EINVAL, "trainer step %lld is past the schedule's steps=%lld", k, (long long)t->o.steps);
+  const int A = t->o.accum;
+  const int64_t rows = B * T;
+
+  int64_t *counts = malloc((size_t)A * sizeof *counts);
+  if (!counts) return pose_error(POSE_ENOMEM, "trainer: out of memory");
+  int64_t total = 0;
+  for (int i = 0; i < A; i++) {
+    counts[i] = count_scored(ids + i * rows, targets ? targets + i * rows : NULL, B, T);
+    total += counts[i];
+  }
+  if (total == 0) {
+    free(counts);
+    return pose_error(POSE_EINVAL, "trainer step %lld: no scored targets in the batch (all -100?)", k);
+  }
+  int64_t *defpos = NULL;
+  if (!pos) { /* 0..T-1 on every row, shared by the micro-batches */
+    defpos = malloc((size_t)rows * sizeof *defpos);
+    if (!defpos) {
+      free(counts);
+      return pose_error(POSE_ENOMEM, "trainer: out of memory");
+    }
+    for (int64_t b = 0; b < B; b++)
+      for (int64_t s = 0; s < T; s++) defpos[b * T + s] = s;
+  }
+
+  pose_status st = POSE_OK;
+  double mean = 0;
+  t->tb.zero_grad(t->tb.ctx);
+  for (int i = 0; i < A; i++) {
+    if (counts[i] == 0) continue;
+    double scale = (double)counts[i] / (double)total; /* exactly 1 for a single micro-batch */
+    double li = 0;
+    int64_t ci = 0;
+    st = t->tb.backward(t->tb.ctx, ids + i * rows, pos ? pos + i * rows : defpos, targets ? targets + i * rows : NULL,
+                        B, T, scale, &li, &ci);
+    if (st != POSE_OK) {
+      if (A > 1) st = pose_error_prefix(st, "trainer step %lld, micro-batch %d: ", k, i + 1);
+      else st = pose_error_prefix(st, "trainer step %lld: ", k);
+      break;
+    }
+    if (!isfinite(li)) {
+      st = pose_error(POSE_ENUMERIC, "trainer step %lld: loss is %g (micro-batch %d of %d)", k, li, i + 1, A);
+      break;
+    }
+    if (ci != counts[i]) {
+      st = pose_error(POSE_EINVAL, "trainer step %lld: the backward scored %lld targets where %lld were expected",
+                      k, (long long)ci, (long long)counts[i]);
+      break;
+    }
+    mean += li * scale;
+  }
+  free(counts);
+  free(defpos);
+  if (st != POSE_OK) return st;
+
+  float norm = pose_grad_global_norm(t->ps, t->np);
+  if (!isfinite(norm)) {
+    size_t bad = pose_grad_first_nonfinite(t->ps, t->np);
+    const char *name = bad < t->np && t->ps[bad]->name ? t->ps[bad]->name : "?";
+    return pose_error(POSE_ENUMERIC, "trainer step %lld: gradient norm is %g (non-finite gradient in '%s'); loss was %g",
+                      k, (double)norm, name, mean);
+  }
+  if (t->o.clip > 0) pose_grad_scale(t->ps, t->np, pose_grad_clip_coef(norm, t->o.clip));
+
+  double lr = pose_trainer_lr_at(t, t->step);
+  for (size_t i = 0; i < t->np; i++) {
+    pose_param *p = t->ps[i];
+    pose_adamw_coefs c;
+    pose_adamw_coefs_init(&c, lr, t->o.beta1, t->o.beta2, t->o.eps, p->decay ? t->o.weight_decay : 0.0,
+                          t->step + 1);
+    pose_adamw_update(p->w, p->g, t->m[i], t->v[i], p->numel, &c);
+  }
+  t->step++;
+  if (loss) *loss = mean;
+  if (lr_used) *lr_used = lr;
+  if (grad_norm) *grad_norm = norm;
+  return POSE_OK;
+}
