@@ -74,7 +74,7 @@ end
 -- tokens of the passkey prompt with no filler, plus its answer: synthetic pre-training documents must fit in Lc
 local bare_prompt = #tok:encode(pose.eval.passkey_template.intro .. string.format(pose.eval.passkey_template.key, 12345,
                                 12345) .. pose.eval.passkey_template.question, {bos = true})
-local answer_len = #tok:encode(" 12345.", {bos = false})
+local answer_len = #tok:encode(" 12345.", {bos = false}) -- an upper bound: see pose.eval.passkey_answer
 if bare_prompt + answer_len > Lc and opts.passkey_share > 0 then
   log("the bare passkey prompt (%d tokens) does not fit in Lc = %d: no synthetic passkey documents", bare_prompt, Lc)
   opts.passkey_share = 0
@@ -109,10 +109,11 @@ local function make_batcher(sampler, docs, seed, passkey_share)
       index = index + 1
       local row_ids, row_pos, row_tgt = {}, {}, {}
       if passkey_share > 0 and rand() < passkey_share then
+        -- a prompt of random length between the bare prompt and Lc, with BOS as at evaluation, then its answer
         local key = 10000 + math.floor(rand() * 90000)
-        local answer = tok:encode(" " .. key .. ".", {bos = false})
-        local prompt = pose.eval.passkey_prompt(tok, pk_len - #answer, rand(), key, {bos = false})
-        for _, t in ipairs(answer) do prompt[#prompt + 1] = t end
+        local len = bare_prompt + math.floor(rand() * (pk_len - answer_len - bare_prompt + 1))
+        local prompt, info = pose.eval.passkey_prompt(tok, len, rand(), key)
+        for _, t in ipairs(pose.eval.passkey_answer(tok, prompt, info.text, key)) do prompt[#prompt + 1] = t end
         for k = 1, L do
           row_ids[k] = prompt[k] or 0
           row_pos[k] = k - 1
