@@ -217,7 +217,9 @@ pose_status pose_model_build(const cJSON *config, const cJSON *rope_override, po
   if (dev.type != POSE_CPU) {
     const char *why = NULL;
     const pose_backend *be = pose_cuda_backend(&why);
-    if (!be) return pose_error(POSE_EUNSUPPORTED, "model: device cuda:%d is not available: %s", dev.index, why ? why : "no GPU");
+    if (!be)
+      return pose_error(POSE_EUNSUPPORTED, "model: device cuda:%d is not available (%s); use device \"cpu\"",
+                        dev.index, why ? why : "no GPU");
     if (dev.index < 0 || dev.index >= be->device_count())
       return pose_error(POSE_EINVAL, "model: device cuda:%d does not exist", dev.index);
   }
