@@ -4,7 +4,8 @@
  * it, as torch.cuda.max_memory_allocated counts its caching allocator's tensors). Times are CUDA-synchronised; a
  * training row reports the median of its timed steps after warm-up, an evaluation row the fastest of its timed
  * forwards after one warm-up (as the peer scripts do). FLOPs as the peer counts them: 6 N tokens plus causal
- * attention 6 L d T per token.
+ * attention 6 L d T per token. Training rows up to 32k tokens also time forward+backward alone (fwd_bwd_s, the
+ * faster of two) so that optim_s = step_s - fwd_bwd_s is the optimizer's share (zeroing, norm, AdamW).
  *   gpu_bench_model OUT.json [--quick] [--only NAME[,NAME...]]
  * Writes one JSON object per row (an "error" field where the row failed, e.g. out of memory) and prints them. */
 #include <cjson/cJSON.h>
@@ -115,6 +116,23 @@ static cJSON *run_row(const row *r) {
     if (r->eval) s = t[r->warm];
     else s = r->timed % 2 ? t[r->warm + r->timed / 2] : 0.5 * (t[r->warm + r->timed / 2 - 1] + t[r->warm + r->timed / 2]);
     pose_gpu_memory(0, 0, &used, &peak);
+    if (!r->eval && r->T * r->B <= 32768) { /* split: forward+backward alone (the rest of a step is the optimizer) */
+      double fb[2];
+      for (int k = 0; k < 2 && st == POSE_OK; k++) {
+        pose_model_zero_grad(m);
+        cudaDeviceSynchronize();
+        double t0 = now();
+        st = pose_model_backward(m, ids, NULL, NULL, r->B, r->T, 1.0, NULL, NULL);
+        cudaDeviceSynchronize();
+        fb[k] = now() - t0;
+      }
+      if (st == POSE_OK) {
+        double f = fb[0] < fb[1] ? fb[0] : fb[1];
+        cJSON_AddNumberToObject(o, "fwd_bwd_s", f);
+        cJSON_AddNumberToObject(o, "optim_s", s - f);
+      }
+      st = POSE_OK;
+    }
     double n = (double)pose_model_numel(m), tok = (double)N;
     const cJSON *c = pose_model_config(m);
     double Lc = cJSON_GetObjectItem(c, "num_hidden_layers")->valuedouble, d = cJSON_GetObjectItem(c, "hidden_size")->valuedouble;
