@@ -473,6 +473,14 @@ int main(void) {
                 "\"rope_scaling\":{\"rope_type\":\"linear\",\"factor\":4.0},"
                 "\"max_position_embeddings\":4096,\"initializer_range\":0.05,\"tie_word_embeddings\":false}",
                 2, 70);
+  /* dynamic NTK: positions beyond max_position_embeddings grow inv_freq on the host before each call; the device
+   * copy must follow */
+  compare_model("llama, dynamic NTK (max_position_embeddings 256 < positions), head dim 64 (flash)",
+                "{\"model_type\":\"llama\",\"vocab_size\":256,\"hidden_size\":256,\"intermediate_size\":512,"
+                "\"num_hidden_layers\":2,\"num_attention_heads\":4,\"num_key_value_heads\":4,"
+                "\"rope_theta\":10000.0,\"rope_scaling\":{\"rope_type\":\"dynamic\",\"factor\":2.0},"
+                "\"max_position_embeddings\":256,\"initializer_range\":0.05,\"tie_word_embeddings\":false}",
+                2, 64);
   if (!getenv("POSE_GPU_QUICK")) test_trajectory(); /* (skipped under compute-sanitizer) */
   int ran = 0;
   const char *fixtures[] = {"llama_gqa", "llama_tied_bias", "mistral_window", "qwen2"};
