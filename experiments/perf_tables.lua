@@ -80,8 +80,14 @@ for _, e in ipairs(train) do
   local note = ""
   if p and p.error then note = "pose: " .. (p.oom and "out of memory" or p.error) end
   if t and t.oom then note = note .. (note ~= "" and "; " or "") .. "torch: out of memory" end
-  if not p then note = note .. (note ~= "" and "; " or "") .. "pose: not run" end
-  if not t then note = note .. (note ~= "" and "; " or "") .. "torch: not run in this call" end
+  if not p then
+    note = note .. (note ~= "" and "; " or "") ..
+           "pose: not run (fp32 masters leave too little memory beyond 32k on one H200)"
+  end
+  if not t then
+    note = note .. (note ~= "" and "; " or "") .. (label == "llama-7b-full-256k" and "torch: not in the peer scripts"
+           or "torch: cut from torch_longctx.py in this call")
+  end
   md_train[#md_train + 1] = string.format("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |", label,
     fmt(row[1], "%.0f"), fmt(row[2], "%.0f"), fmt(row[3], "%.2f"), fmt(row[4], "%.1f"), fmt(row[5], "%.1f"),
     fmt(row[6], "%.0f"), fmt(row[7], "%.0f"),
