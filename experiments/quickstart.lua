@@ -18,9 +18,9 @@ local opts = pose.args.merge(..., {
   scale = 4,                          -- s: Lt = s * Lc
   vocab = 2048,
   hidden = 192, layers = 4, heads = 6, kv_heads = 2, ffn = 512,
-  steps = 800, batch = 16, lr = 2e-3, warmup = 40,
-  passkey_share = 0.1,                -- share of pre-training examples that are synthetic passkey documents (<= Lc)
-  ext_steps = 200, ext_lr = 5e-4,
+  steps = 600, batch = 16, lr = 2e-3, warmup = 40,
+  passkey_share = 0.2,                -- share of pre-training examples that are synthetic passkey documents (<= Lc)
+  ext_steps = 150, ext_lr = 5e-4,
   eval_docs = 4, eval_tokens = 4096,  -- held-out documents and tokens of each used for perplexity
   passkey_trials = 10,
   seed = 1,
@@ -74,7 +74,7 @@ end
 -- tokens of the passkey prompt with no filler, plus its answer: synthetic pre-training documents must fit in Lc
 local bare_prompt = #tok:encode(pose.eval.passkey_template.intro .. string.format(pose.eval.passkey_template.key, 12345,
                                 12345) .. pose.eval.passkey_template.question, {bos = true})
-local answer_len = #tok:encode(" 12345.", {bos = false})
+local answer_len = #tok:encode(" 12345.", {bos = false}) -- an upper bound: see pose.eval.passkey_answer
 if bare_prompt + answer_len > Lc and opts.passkey_share > 0 then
   log("the bare passkey prompt (%d tokens) does not fit in Lc = %d: no synthetic passkey documents", bare_prompt, Lc)
   opts.passkey_share = 0
@@ -87,11 +87,17 @@ log("tokenizer: vocab %d; %d training tokens in %d documents; %d held-out docume
 ------------------------------------------------------------------------------------------------------------------
 -- 2. Batches: each example is drawn by a sampler (offsets into a document + position ids); documents are picked
 -- by a seeded stream so that every run sees the same text order.
+-- Documents: the speeches are few and long, while PoSE's recipe assumes a large corpus in which every example comes
+-- from a fresh document (its first chunk starts at the document's start, v_0 = 0). So each example first cuts a
+-- random window of 2*Lt tokens out of a speech (picked in proportion to its length) and treats that window as its
+-- document; without this, PoSE would see the same 33 document starts over and over and memorise them.
 local function make_batcher(sampler, docs, seed, passkey_share)
-  local min_len = sampler:min_doc_len()
-  local usable = {}
-  for i, d in ipairs(docs) do if #d >= min_len then usable[#usable + 1] = i end end
-  assert(#usable > 0, "no document is long enough for this sampler")
+  local D = 2 * Lt
+  local usable, total = {}, 0
+  for _, d in ipairs(docs) do
+    if #d >= D then usable[#usable + 1] = d; total = total + #d - D + 1 end
+  end
+  assert(#usable > 0, "no training document holds 2*Lt tokens")
   local state = seed * 7919 + 17
   local function rand() state = (state * 48271) % 2147483647; return state / 2147483647 end
   local index = 0
@@ -103,20 +109,28 @@ local function make_batcher(sampler, docs, seed, passkey_share)
       index = index + 1
       local row_ids, row_pos, row_tgt = {}, {}, {}
       if passkey_share > 0 and rand() < passkey_share then
+        -- a prompt of random length between the bare prompt and Lc, with BOS as at evaluation, then its answer
         local key = 10000 + math.floor(rand() * 90000)
-        local answer = tok:encode(" " .. key .. ".", {bos = false})
-        local prompt = pose.eval.passkey_prompt(tok, pk_len - #answer, rand(), key, {bos = false})
-        for _, t in ipairs(answer) do prompt[#prompt + 1] = t end
+        local len = bare_prompt + math.floor(rand() * (pk_len - answer_len - bare_prompt + 1))
+        local prompt, info = pose.eval.passkey_prompt(tok, len, rand(), key)
+        for _, t in ipairs(pose.eval.passkey_answer(tok, prompt, info.text, key)) do prompt[#prompt + 1] = t end
         for k = 1, L do
           row_ids[k] = prompt[k] or 0
           row_pos[k] = k - 1
           row_tgt[k] = prompt[k] or -100
         end
       else
-        local doc = docs[usable[1 + math.floor(rand() * #usable)]]
-        local ex = sampler:sample(#doc, index)
+        -- a start drawn uniformly over all windows of all speeches
+        local r = math.floor(rand() * total)
+        local doc, start
+        for _, d in ipairs(usable) do
+          local n = #d - D + 1
+          if r < n then doc, start = d, r; break end
+          r = r - n
+        end
+        local ex = sampler:sample(D, index)
         for k = 1, L do
-          row_ids[k] = doc[ex.offsets[k] + 1]
+          row_ids[k] = doc[start + ex.offsets[k] + 1]
           row_pos[k] = ex.positions[k]
           row_tgt[k] = row_ids[k]
         end

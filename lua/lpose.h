@@ -52,6 +52,7 @@ cJSON *pose_lua_to_json(lua_State *L, int idx, int depth);
 
 /* Registration, one per binding file. */
 void pose_lua_open_json(lua_State *L);
+void pose_lua_open_bench(lua_State *L);
 void pose_lua_open_tensor(lua_State *L);
 void pose_lua_open_results(lua_State *L);
 void pose_lua_open_rope(lua_State *L);

@@ -100,6 +100,7 @@ int luaopen_pose(lua_State *L) {
   lua_setfield(L, -2, "now");
   pose_lua_open_tensor(L);
   pose_lua_open_json(L);
+  pose_lua_open_bench(L);
   /* Components land one by one; each registers when it is linked in (weak references until then). */
   void (*const opens[])(lua_State *) = {pose_lua_open_results, pose_lua_open_rope,  pose_lua_open_sampler,
                                         pose_lua_open_model,   pose_lua_open_tokenizer, pose_lua_open_data,

@@ -153,8 +153,8 @@ function M.passkey_prompt(tok, length, depth, key, opts)
   local bos = opts.bos ~= false
   local function encode(n)
     local before = math.floor(depth * n + 0.5)
-    local ids = tok:encode(build_prompt(tpl, key, before, n - before), {bos = bos})
-    return ids, before
+    local text = build_prompt(tpl, key, before, n - before)
+    return tok:encode(text, {bos = bos}), before, text
   end
   local ids0 = encode(0)
   if #ids0 > length then
@@ -167,8 +167,18 @@ function M.passkey_prompt(tok, length, depth, key, opts)
     local mid = (lo + hi) // 2
     if #encode(mid) <= length then lo = mid else hi = mid end
   end
-  local ids, before = encode(lo)
-  return ids, {fillers = lo, before = before, after = lo - before, tokens = #ids}
+  local ids, before, text = encode(lo)
+  return ids, {fillers = lo, before = before, after = lo - before, tokens = #ids, text = text}
+end
+
+-- The tokens of the answer " <key>." as they follow the prompt in running text (encoding the answer alone would add
+-- the tokenizer's word-start marker a second time with SentencePiece).
+function M.passkey_answer(tok, prompt_ids, prompt_text, key, bos)
+  local full = tok:encode(prompt_text .. " " .. key .. ".", {bos = bos ~= false})
+  for i = 1, #prompt_ids do
+    if full[i] ~= prompt_ids[i] then return tok:encode(" " .. key .. ".", {bos = false}) end
+  end
+  return table.move(full, #prompt_ids + 1, #full, 1, {})
 end
 
 local function first_digits(s) return s:match("%d+") end
@@ -209,7 +219,8 @@ function M.passkey(m, tok, opts)
         local tf_correct
         if tf then
           -- teacher-forced: every key token is the argmax of the model's prediction given the true prefix
-          local key_ids = tok:encode(" " .. key, {bos = false})
+          local key_ids = M.passkey_answer(tok, ids, info.text, key, opts.bos)
+          key_ids[#key_ids] = nil -- the final "." is not part of the key
           local full = {}
           for i = 1, #ids do full[i] = ids[i] end
           for i = 1, #key_ids do full[#full + 1] = key_ids[i] end

@@ -57,6 +57,7 @@ function M:update(done, fields)
     end
   end
   local line = table.concat(parts, "  ")
+  self.printed = done
   if self.tty then io.stderr:write("\r\27[K" .. line) else io.stderr:write(line .. "\n") end
   io.stderr:flush()
 end
@@ -64,7 +65,7 @@ end
 function M:finish(fields)
   if self.off then return end
   if self.tty then self:update(self.done, fields); io.stderr:write("\n")
-  else self.last = -math.huge; self:update(self.done, fields) end
+  elseif self.printed ~= self.done or fields then self.last = -math.huge; self:update(self.done, fields) end
 end
 
 return M
