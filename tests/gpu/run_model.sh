@@ -36,6 +36,9 @@ if [ "$TESTS" != none ]; then
   echo "gpu tests: rc=$?, $(( $(date +%s) - t0 )) s"
   grep -E "rel err|loss|golden|worst|init:|resumed|step +[0-9]+ |FAIL|failed|passed|-> POSE|SKIP" "$L/tests.log" | grep -v "^[0-9]*: *$" | sed -n '/test_model/,$p' | head -150
   grep -E "passed, [0-9]+ failed|tests passed|Test +#" "$L/tests.log"
+  # the Lua device options with a GPU present (ctest runs the Lua tests on the CPU machine only)
+  ./build-gpu/pose run tests/lua/test_model_device.lua > "$L/lua_device.log" 2>&1
+  echo "lua test_model_device on the GPU: rc=$? $(tail -1 "$L/lua_device.log")"
 fi
 if [ $MEMCHECK = 1 ]; then
   t0=$(date +%s)
