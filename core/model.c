@@ -6,6 +6,9 @@
 #include <string.h>
 
 #include "model_internal.h"
+#ifdef POSE_HAVE_CUDA
+#include "model_gpu.h"
+#endif
 
 /* ---- parameter table --------------------------------------------------------------------------------------- */
 
@@ -144,6 +147,7 @@ static pose_status build_table(pose_model *m) {
   if (c->lm_bias) ADD(m->lm_b, POSE_PK_BIAS, 1, V, 0, "lm_head.bias");
 
   m->arena_numel = tb.numel;
+  if (m->dev.type != POSE_CPU) return POSE_OK; /* the device arenas come from pose_gpu_model_new */
   m->w_arena = calloc(tb.numel ? tb.numel : 1, sizeof(float));
   if (!m->w_arena)
     return pose_error(POSE_ENOMEM, "model: cannot allocate %zu parameters (%.1f MB)", tb.numel, tb.numel * 4.0 / 1e6);
@@ -205,9 +209,21 @@ static pose_status apply_override_max_pos(pose_model *m, const cJSON *override) 
 
 pose_status pose_model_build(const cJSON *config, const cJSON *rope_override, pose_device dev, pose_model **out) {
   *out = NULL;
+#ifndef POSE_HAVE_CUDA
   if (dev.type != POSE_CPU)
-    return pose_error(POSE_EUNSUPPORTED, "model: device cuda:%d is not supported by the model yet (the GPU "
-                      "backend of the decoder is not built); use device \"cpu\"", dev.index);
+    return pose_error(POSE_EUNSUPPORTED, "model: device cuda:%d needs a build with the CUDA backend; use device "
+                      "\"cpu\"", dev.index);
+#else
+  if (dev.type != POSE_CPU) {
+    const char *why = NULL;
+    const pose_backend *be = pose_cuda_backend(&why);
+    if (!be)
+      return pose_error(POSE_EUNSUPPORTED, "model: device cuda:%d is not available (%s); use device \"cpu\"",
+                        dev.index, why ? why : "no GPU");
+    if (dev.index < 0 || dev.index >= be->device_count())
+      return pose_error(POSE_EINVAL, "model: device cuda:%d does not exist", dev.index);
+  }
+#endif
   if (!cJSON_IsObject(config)) return pose_error(POSE_EINVAL, "model: config must be a JSON object");
   if (rope_override && !cJSON_IsObject(rope_override) && !cJSON_IsNull(rope_override))
     return pose_error(POSE_EINVAL, "model: the rope override must be a JSON object");
@@ -242,14 +258,24 @@ pose_status pose_model_build(const cJSON *config, const cJSON *rope_override, po
     pose_model_free(m);
     return st;
   }
-  cJSON_Delete(own_rope);
   m->rot = pose_rope_dim(m->rope);
+#ifdef POSE_HAVE_CUDA
+  if (dev.type != POSE_CPU && (st = pose_gpu_model_new(m)) != POSE_OK) {
+    cJSON_Delete(own_rope);
+    pose_model_free(m);
+    return st;
+  }
+#endif
+  cJSON_Delete(own_rope);
   *out = m;
   return POSE_OK;
 }
 
 void pose_model_free(pose_model *m) {
   if (!m) return;
+#ifdef POSE_HAVE_CUDA
+  pose_gpu_model_free(m);
+#endif
   for (size_t i = 0; i < m->n_params; i++) free((char *)m->params[i].name);
   free(m->params);
   free(m->kinds);
@@ -299,6 +325,9 @@ pose_status pose_model_set_rope(pose_model *m, const cJSON *override) {
 /* ---- parameters ----------------------------------------------------------------------------------------------- */
 
 pose_status pose_model_ensure_grads(pose_model *m) {
+#ifdef POSE_HAVE_CUDA
+  if (m->gpu) return pose_gpu_model_ensure_grads(m);
+#endif
   if (m->g_arena) return POSE_OK;
   m->g_arena = calloc(m->arena_numel ? m->arena_numel : 1, sizeof(float));
   if (!m->g_arena) return pose_error(POSE_ENOMEM, "model: cannot allocate gradients (%.1f MB)", m->arena_numel * 4.0 / 1e6);
@@ -325,5 +354,63 @@ const pose_param *pose_model_param_info(const pose_model *m, size_t i) {
 }
 
 void pose_model_zero_grad(pose_model *m) {
+#ifdef POSE_HAVE_CUDA
+  if (m->gpu) {
+    pose_gpu_model_zero_grad(m); /* a failure here resurfaces at the next device call */
+    return;
+  }
+#endif
   if (pose_model_ensure_grads(m) == POSE_OK) memset(m->g_arena, 0, m->arena_numel * sizeof(float));
+}
+
+pose_device pose_model_device(const pose_model *m) { return m->dev; }
+
+static pose_status check_index(const pose_model *m, size_t i, const char *fn) {
+  if (i >= m->n_params)
+    return pose_error(POSE_EINVAL, "%s: parameter index %zu out of range (%zu parameters)", fn, i, m->n_params);
+  return POSE_OK;
+}
+
+pose_status pose_model_param_get(pose_model *m, size_t i, float *dst) {
+  POSE_TRY(check_index(m, i, "param_get"));
+#ifdef POSE_HAVE_CUDA
+  if (m->gpu) return pose_gpu_param_get(m, i, 0, dst);
+#endif
+  memcpy(dst, m->params[i].w, sizeof(float) * (size_t)m->params[i].numel);
+  return POSE_OK;
+}
+
+pose_status pose_model_param_set(pose_model *m, size_t i, const float *src) {
+  POSE_TRY(check_index(m, i, "param_set"));
+#ifdef POSE_HAVE_CUDA
+  if (m->gpu) return pose_gpu_param_set(m, i, src);
+#endif
+  memcpy(m->params[i].w, src, sizeof(float) * (size_t)m->params[i].numel);
+  return POSE_OK;
+}
+
+pose_status pose_model_grad_get(pose_model *m, size_t i, float *dst) {
+  POSE_TRY(check_index(m, i, "grad_get"));
+#ifdef POSE_HAVE_CUDA
+  if (m->gpu) return pose_gpu_param_get(m, i, 1, dst);
+#endif
+  if (!m->params[i].g) memset(dst, 0, sizeof(float) * (size_t)m->params[i].numel);
+  else memcpy(dst, m->params[i].g, sizeof(float) * (size_t)m->params[i].numel);
+  return POSE_OK;
+}
+
+pose_status pose_model_set_recompute(pose_model *m, pose_recompute r) {
+  if (r != POSE_RECOMPUTE_NONE && r != POSE_RECOMPUTE_LAYER)
+    return pose_error(POSE_EINVAL, "model: unknown recompute policy %d", (int)r);
+  m->recompute = r;
+  return POSE_OK;
+}
+
+pose_recompute pose_model_get_recompute(const pose_model *m) { return m->recompute; }
+
+pose_status pose_recompute_parse(const char *s, pose_recompute *out) {
+  if (!strcmp(s, "none")) *out = POSE_RECOMPUTE_NONE;
+  else if (!strcmp(s, "layer")) *out = POSE_RECOMPUTE_LAYER;
+  else return pose_error(POSE_EINVAL, "unknown recompute policy '%s' (none, layer)", s);
+  return POSE_OK;
 }

@@ -17,8 +17,10 @@
 
 typedef struct pose_model pose_model;
 
-/* A trainable tensor with its gradient (fp32 on the CPU path). decay: whether weight decay applies (the transformers
- * Trainer exempts biases and norm weights). */
+/* A trainable tensor with its gradient, fp32. decay: whether weight decay applies (the transformers Trainer exempts
+ * biases and norm weights). On a cuda model w and g are DEVICE pointers (fp32 master weights and gradients) and
+ * w_bf16 is the bf16 copy the GPU computes with, which whoever changes w must refresh (the trainer's AdamW writes
+ * both in one pass); read and write weights from the host with pose_model_param_get / _set. */
 typedef struct {
   const char *name; /* Hugging Face name, e.g. "model.layers.0.self_attn.q_proj.weight" */
   float *w, *g;
@@ -26,11 +28,14 @@ typedef struct {
   int ndim;
   int64_t shape[4];
   int decay;
+  void *w_bf16; /* cuda models: device bf16 compute copy of w; NULL on the cpu */
 } pose_param;
 
 /* Loads a checkpoint directory (config.json + safetensors; f32, bf16 or f16 tensors, held as f32). rope_override:
  * pose.rope keys replacing the config's scheme (may be NULL); a max_position_embeddings among them becomes the
- * model's. Only the CPU device exists for now: a cuda device is POSE_EUNSUPPORTED. */
+ * model's. On a cuda device (a build with the CUDA backend and a GPU) the weights live on the GPU as fp32 masters
+ * plus bf16 compute copies and every forward/backward runs there in bf16 with fp32 accumulation (cuda/model_gpu.cu);
+ * the GPU decoder covers the LLaMA family (llama, mistral, qwen2) and answers POSE_EUNSUPPORTED for the others. */
 pose_status pose_model_load(const char *dir, const cJSON *rope_override, pose_device dev, pose_model **out);
 /* A freshly initialised model (normal(0, initializer_range) weights as transformers' _init_weights) from a
  * config.json-shaped object; the same seed gives the same weights. */
@@ -64,8 +69,26 @@ pose_param *pose_model_param(pose_model *m, size_t i);
 const pose_param *pose_model_param_info(const pose_model *m, size_t i);
 void pose_model_zero_grad(pose_model *m);
 
+pose_device pose_model_device(const pose_model *m);
+/* Host copies of parameter i's weights or gradient (numel floats; a gradient never computed reads as zeros), on any
+ * device; _set writes the weights (and, on a cuda model, refreshes the bf16 compute copy). */
+pose_status pose_model_param_get(pose_model *m, size_t i, float *dst);
+pose_status pose_model_param_set(pose_model *m, size_t i, const float *src);
+pose_status pose_model_grad_get(pose_model *m, size_t i, float *dst);
+
+/* Activation memory policy of training (cuda models; the CPU path always keeps every activation, the results are
+ * the same): NONE keeps every layer's activations from the forward for the backward; LAYER keeps only each layer's
+ * input and recomputes the layer's forward just before its backward (full per-layer checkpointing: about one
+ * more forward of compute for a fraction of the memory). */
+typedef enum { POSE_RECOMPUTE_NONE = 0, POSE_RECOMPUTE_LAYER } pose_recompute;
+pose_status pose_model_set_recompute(pose_model *m, pose_recompute r);
+pose_recompute pose_model_get_recompute(const pose_model *m);
+/* "none" / "layer" */
+pose_status pose_recompute_parse(const char *s, pose_recompute *out);
+
 /* Incremental decoding with a KV cache (generation, passkey). Positions are explicit as everywhere; keys are rotated
- * once, with the rope state in force at their step (as transformers does for dynamic types). */
+ * once, with the rope state in force at their step (as transformers does for dynamic types). CPU models only for now
+ * (a cuda model's cache is POSE_EUNSUPPORTED). */
 typedef struct pose_kv_cache pose_kv_cache;
 pose_status pose_kv_cache_new(const pose_model *m, int64_t B, int64_t capacity, pose_kv_cache **out);
 void pose_kv_cache_free(pose_kv_cache *kv);

@@ -10,6 +10,9 @@ pose_status pose_kv_cache_new(const pose_model *m, int64_t B, int64_t capacity, 
   if (B < 1 || capacity < 1)
     return pose_error(POSE_EINVAL, "kv cache: batch %lld and capacity %lld must be positive", (long long)B,
                       (long long)capacity);
+  if (m->dev.type != POSE_CPU)
+    return pose_error(POSE_EUNSUPPORTED, "kv cache: decoding (generation) runs on cpu models only for now; load a cpu "
+                      "copy of the model for m:generate");
   pose_kv_cache *kv = calloc(1, sizeof *kv);
   if (!kv) return pose_error(POSE_ENOMEM, "kv cache: out of memory");
   kv->B = B;

@@ -17,6 +17,9 @@
 #include "ops_norm.h"
 #include "ops_rope_apply.h"
 #include "ops_xent.h"
+#ifdef POSE_HAVE_CUDA
+#include "model_gpu.h"
+#endif
 
 /* ---- workspace: one allocation carved into buffers (laid out twice: once to size, once to place) -------------- */
 
@@ -385,6 +388,13 @@ pose_status pose_model_run(pose_model *m, pose_model_run_args *a) {
     if (a->kv->layers != c->layers || a->kv->kvdim != m->kvdim)
       return pose_error(POSE_EINVAL, "decode: the cache was made for another model");
   }
+#ifdef POSE_HAVE_CUDA
+  if (m->gpu) {
+    if (a->kv) return pose_error(POSE_EUNSUPPORTED, "decode: KV-cache decoding is not implemented on cuda yet");
+    pose_rope_update(m->rope, maxpos);
+    return pose_gpu_model_run(m, a);
+  }
+#endif
   int train = a->backward;
   if (train) POSE_TRY(pose_model_ensure_grads(m));
   workspace w;

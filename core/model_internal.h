@@ -37,6 +37,9 @@ struct pose_model {
   pose_layer_idx *layer;
 
   float *lm_hat, *lm_norm; /* NormHead: row-normalised lm_head [V,D] and the row norms [V] (allocated lazily) */
+
+  pose_recompute recompute;        /* training activation policy (the GPU path honours it) */
+  struct pose_gpu_model *gpu;      /* cuda models: device state (cuda/model_gpu.cu); NULL on the cpu */
 };
 
 /* Builds an empty (zero-weight) model from config.json: traits, rope scheme (override may be NULL), parameter

@@ -6,6 +6,9 @@
 #include "checkpoint.h"
 #include "model_internal.h"
 #include "rng.h"
+#ifdef POSE_HAVE_CUDA
+#include "model_gpu.h"
+#endif
 
 pose_status pose_model_load(const char *dir, const cJSON *rope_override, pose_device dev, pose_model **out) {
   *out = NULL;
@@ -17,9 +20,22 @@ pose_status pose_model_load(const char *dir, const cJSON *rope_override, pose_de
     pose_checkpoint_close(ck);
     return pose_error_prefix(st, "loading %s: ", dir);
   }
-  for (size_t i = 0; i < m->n_params && st == POSE_OK; i++) {
-    pose_param *p = &m->params[i];
-    st = pose_checkpoint_read_f32(ck, p->name, p->ndim, p->shape, p->w);
+  if (m->dev.type == POSE_CPU) {
+    for (size_t i = 0; i < m->n_params && st == POSE_OK; i++) {
+      pose_param *p = &m->params[i];
+      st = pose_checkpoint_read_f32(ck, p->name, p->ndim, p->shape, p->w);
+    }
+  } else { /* through one host buffer as large as the largest tensor */
+    int64_t big = 1;
+    for (size_t i = 0; i < m->n_params; i++) big = m->params[i].numel > big ? m->params[i].numel : big;
+    float *buf = malloc(sizeof(float) * (size_t)big);
+    if (!buf) st = pose_error(POSE_ENOMEM, "model: out of memory staging %lld weights", (long long)big);
+    for (size_t i = 0; i < m->n_params && st == POSE_OK; i++) {
+      pose_param *p = &m->params[i];
+      st = pose_checkpoint_read_f32(ck, p->name, p->ndim, p->shape, buf);
+      if (st == POSE_OK) st = pose_model_param_set(m, i, buf);
+    }
+    free(buf);
   }
   pose_checkpoint_close(ck);
   if (st != POSE_OK) {
@@ -34,6 +50,17 @@ pose_status pose_model_init(const cJSON *config, uint64_t seed, pose_device dev,
   *out = NULL;
   pose_model *m = NULL;
   POSE_TRY(pose_model_build(config, NULL, dev, &m));
+#ifdef POSE_HAVE_CUDA
+  if (m->gpu) {
+    pose_status st = pose_gpu_model_init_weights(m, seed);
+    if (st != POSE_OK) {
+      pose_model_free(m);
+      return st;
+    }
+    *out = m;
+    return POSE_OK;
+  }
+#endif
   const float std = (float)m->cfg.init_range;
   /* one Philox stream per tensor (its index in the parameter list), so a tensor's values do not depend on the
    * others' sizes or on the thread count */
@@ -102,6 +129,20 @@ pose_status pose_model_save(pose_model *m, const char *dir, pose_dtype dtype) {
   POSE_TRY(saved_config(m, dtype, &cfg));
   pose_st_entry *e = calloc(m->n_params ? m->n_params : 1, sizeof *e);
   if (!e) { cJSON_Delete(cfg); return pose_error(POSE_ENOMEM, "save: out of memory"); }
+  float *host = NULL; /* a device model's weights, copied to the host for writing */
+  if (m->dev.type != POSE_CPU) {
+    host = malloc(sizeof(float) * (m->arena_numel ? m->arena_numel : 1));
+    pose_status st = host ? POSE_OK : pose_error(POSE_ENOMEM, "save: cannot stage %.1f MB of weights on the host",
+                                                 m->arena_numel * 4.0 / 1e6);
+    for (size_t i = 0, off = 0; i < m->n_params && st == POSE_OK; off += (size_t)m->params[i].numel, i++)
+      st = pose_model_param_get(m, i, host + off);
+    if (st != POSE_OK) {
+      free(host);
+      free(e);
+      cJSON_Delete(cfg);
+      return st;
+    }
+  }
   /* tied lm_head is not a separate parameter, so it is not written (as save_pretrained drops tied weights) */
   for (size_t i = 0; i < m->n_params; i++) {
     const pose_param *p = &m->params[i];
@@ -111,7 +152,10 @@ pose_status pose_model_save(pose_model *m, const char *dir, pose_dtype dtype) {
     memcpy(e[i].shape, p->shape, sizeof e[i].shape);
     e[i].data = p->w;
   }
+  if (host)
+    for (size_t i = 0, off = 0; i < m->n_params; off += (size_t)m->params[i].numel, i++) e[i].data = host + off;
   pose_status st = pose_checkpoint_save(dir, cfg, e, m->n_params, dtype, SHARD_BYTES);
+  free(host);
   free(e);
   cJSON_Delete(cfg);
   return st;

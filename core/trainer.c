@@ -9,6 +9,9 @@
 #include "adamw.h"
 #include "grad_clip.h"
 #include "trainer_impl.h"
+#ifdef POSE_HAVE_CUDA
+#include "model_gpu.h"
+#endif
 
 void pose_trainer_defaults(pose_trainer_opts *o) {
   memset(o, 0, sizeof *o);
@@ -60,6 +63,7 @@ pose_status pose_trainer_opts_check(const pose_trainer_opts *o) {
 #pragma weak pose_model_param
 #pragma weak pose_model_zero_grad
 #pragma weak pose_model_backward
+#pragma weak pose_model_device
 
 static size_t model_num_params(void *ctx) { return pose_model_num_params(ctx); }
 static pose_param *model_param(void *ctx, size_t i) { return pose_model_param(ctx, i); }
@@ -71,9 +75,10 @@ static pose_status model_backward(void *ctx, const int64_t *ids, const int64_t *
 
 pose_status pose_trainer_new(pose_model *m, const pose_trainer_opts *o, pose_trainer **out) {
   if (!m) return pose_error(POSE_EINVAL, "trainer: model is NULL");
-  if (!pose_model_backward || !pose_model_num_params || !pose_model_param || !pose_model_zero_grad)
+  if (!pose_model_backward || !pose_model_num_params || !pose_model_param || !pose_model_zero_grad ||
+      !pose_model_device)
     return pose_error(POSE_EUNSUPPORTED, "trainer: this build has no model backward");
-  pose_trainable tb = {m, model_num_params, model_param, model_zero_grad, model_backward};
+  pose_trainable tb = {m, model_num_params, model_param, model_zero_grad, model_backward, pose_model_device(m)};
   return pose_trainer_new_trainable(&tb, o, out);
 }
 
@@ -81,6 +86,9 @@ pose_status pose_trainer_new(pose_model *m, const pose_trainer_opts *o, pose_tra
 
 void pose_trainer_free(pose_trainer *t) {
   if (!t) return;
+#ifdef POSE_HAVE_CUDA
+  pose_gpu_optim_free(t->gpu);
+#endif
   for (size_t i = 0; i < t->np; i++) {
     if (t->m) free(t->m[i]);
     if (t->v) free(t->v[i]);
@@ -115,6 +123,13 @@ pose_status pose_trainer_new_trainable(const pose_trainable *tb, const pose_trai
     pose_trainer_free(t);
     return pose_error(POSE_ENOMEM, "trainer: out of memory");
   }
+  const int on_gpu = tb->dev.type != POSE_CPU;
+#ifndef POSE_HAVE_CUDA
+  if (on_gpu) {
+    pose_trainer_free(t);
+    return pose_error(POSE_EUNSUPPORTED, "trainer: parameters on cuda:%d need a build with the CUDA backend", tb->dev.index);
+  }
+#endif
   for (size_t i = 0; i < np; i++) {
     pose_param *p = tb->param(tb->ctx, i);
     if (!p || !p->w || !p->g || p->numel < 0) {
@@ -122,6 +137,7 @@ pose_status pose_trainer_new_trainable(const pose_trainable *tb, const pose_trai
       return pose_error(POSE_EINVAL, "trainer: parameter %zu has no weights or gradient", i);
     }
     t->ps[i] = p;
+    if (on_gpu) continue;
     size_t n = p->numel ? (size_t)p->numel : 1;
     t->m[i] = calloc(n, sizeof(float));
     t->v[i] = calloc(n, sizeof(float));
@@ -131,6 +147,15 @@ pose_status pose_trainer_new_trainable(const pose_trainable *tb, const pose_trai
                         p->name ? p->name : "?", (long long)p->numel);
     }
   }
+#ifdef POSE_HAVE_CUDA
+  if (on_gpu) {
+    pose_status st = pose_gpu_optim_new(tb->dev.index, t->ps, np, &t->gpu);
+    if (st != POSE_OK) {
+      pose_trainer_free(t);
+      return st;
+    }
+  }
+#endif
   *out = t;
   return POSE_OK;
 }
@@ -139,8 +164,19 @@ pose_status pose_trainer_new_trainable(const pose_trainable *tb, const pose_trai
 
 int64_t pose_trainer_steps_done(const pose_trainer *t) { return t->step; }
 const pose_trainer_opts *pose_trainer_get_opts(const pose_trainer *t) { return &t->o; }
-const float *pose_trainer_exp_avg(const pose_trainer *t, size_t i) { return i < t->np ? t->m[i] : NULL; }
-const float *pose_trainer_exp_avg_sq(const pose_trainer *t, size_t i) { return i < t->np ? t->v[i] : NULL; }
+const float *pose_trainer_exp_avg(const pose_trainer *t, size_t i) { return i < t->np && !t->gpu ? t->m[i] : NULL; }
+const float *pose_trainer_exp_avg_sq(const pose_trainer *t, size_t i) { return i < t->np && !t->gpu ? t->v[i] : NULL; }
+
+pose_status pose_trainer_moments(const pose_trainer *t, size_t i, float *exp_avg, float *exp_avg_sq) {
+  if (i >= t->np) return pose_error(POSE_EINVAL, "trainer: parameter %zu out of range (%zu)", i, t->np);
+  const size_t bytes = sizeof(float) * (size_t)t->ps[i]->numel;
+#ifdef POSE_HAVE_CUDA
+  if (t->gpu) return pose_gpu_optim_get(t->gpu, i, t->ps[i]->numel, exp_avg, exp_avg_sq);
+#endif
+  if (exp_avg) memcpy(exp_avg, t->m[i], bytes);
+  if (exp_avg_sq) memcpy(exp_avg_sq, t->v[i], bytes);
+  return POSE_OK;
+}
 
 double pose_trainer_lr_at(const pose_trainer *t, int64_t step) {
   /* LambdaLR: base_lr * lmbda(last_epoch) */
@@ -223,6 +259,27 @@ pose_status pose_trainer_step(pose_trainer *t, const int64_t *ids, const int64_t
   free(defpos);
   if (st != POSE_OK) return st;
 
+  double lr = pose_trainer_lr_at(t, t->step);
+#ifdef POSE_HAVE_CUDA
+  if (t->gpu) { /* the same steps on the device: norm (read back for the check), clip coefficient, AdamW */
+    float gnorm = 0;
+    if ((st = pose_gpu_optim_grad_norm(t->gpu, t->ps, &gnorm)) != POSE_OK) return pose_error_prefix(st, "trainer step %lld: ", k);
+    if (!isfinite(gnorm)) {
+      size_t bad = t->np;
+      pose_gpu_optim_first_nonfinite(t->gpu, t->ps, &bad);
+      const char *name = bad < t->np && t->ps[bad]->name ? t->ps[bad]->name : "?";
+      return pose_error(POSE_ENUMERIC, "trainer step %lld: gradient norm is %g (non-finite gradient in '%s'); loss was %g",
+                        k, (double)gnorm, name, mean);
+    }
+    if ((st = pose_gpu_optim_update(t->gpu, t->ps, &t->o, lr, t->step + 1)) != POSE_OK)
+      return pose_error_prefix(st, "trainer step %lld: ", k);
+    t->step++;
+    if (loss) *loss = mean;
+    if (lr_used) *lr_used = lr;
+    if (grad_norm) *grad_norm = gnorm;
+    return POSE_OK;
+  }
+#endif
   float norm = pose_grad_global_norm(t->ps, t->np);
   if (!isfinite(norm)) {
     size_t bad = pose_grad_first_nonfinite(t->ps, t->np);
@@ -232,7 +289,6 @@ pose_status pose_trainer_step(pose_trainer *t, const int64_t *ids, const int64_t
   }
   if (t->o.clip > 0) pose_grad_scale(t->ps, t->np, pose_grad_clip_coef(norm, t->o.clip));
 
-  double lr = pose_trainer_lr_at(t, t->step);
   for (size_t i = 0; i < t->np; i++) {
     pose_param *p = t->ps[i];
     pose_adamw_coefs c;

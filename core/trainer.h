@@ -56,6 +56,9 @@ typedef struct {
   void (*zero_grad)(void *ctx);
   pose_status (*backward)(void *ctx, const int64_t *ids, const int64_t *pos, const int64_t *targets, int64_t B,
                           int64_t T, double loss_scale, double *loss, int64_t *count);
+  /* Where the parameters' w and g live (zero-initialised = the CPU). On a cuda device the moments live there too,
+   * the norm, clipping and AdamW run there, and AdamW also refreshes each parameter's w_bf16 copy. */
+  pose_device dev;
 } pose_trainable;
 
 typedef struct pose_trainer pose_trainer;
@@ -73,9 +76,12 @@ int64_t pose_trainer_steps_done(const pose_trainer *t);
 /* The lr of the update with 0-based index `step` (pose_trainer_lr_at(t, steps_done) is the next one). */
 double pose_trainer_lr_at(const pose_trainer *t, int64_t step);
 const pose_trainer_opts *pose_trainer_get_opts(const pose_trainer *t);
-/* The AdamW moments of parameter i (numel floats each), e.g. for inspection; NULL when i is out of range. */
+/* The AdamW moments of parameter i (numel floats each), e.g. for inspection; NULL when i is out of range or the
+ * moments live on a GPU (use pose_trainer_moments). */
 const float *pose_trainer_exp_avg(const pose_trainer *t, size_t i);
 const float *pose_trainer_exp_avg_sq(const pose_trainer *t, size_t i);
+/* Host copies of parameter i's moments on any device (either output may be NULL). */
+pose_status pose_trainer_moments(const pose_trainer *t, size_t i, float *exp_avg, float *exp_avg_sq);
 
 /* Full training state (weights, moments, step, options, plus an opaque user blob such as RNG and data position)
  * written to / read from dir, so that a resumed run reproduces the uninterrupted loss curve bit for bit.

@@ -10,7 +10,8 @@ struct pose_trainer {
   int64_t step;     /* updates done */
   size_t np;
   pose_param **ps;  /* the trainable's parameters, in its order */
-  float **m, **v;   /* exp_avg, exp_avg_sq per parameter */
+  float **m, **v;   /* exp_avg, exp_avg_sq per parameter (CPU parameters) */
+  struct pose_gpu_optim *gpu; /* the moments and the update on the device (GPU parameters) */
 };
 
 #endif

@@ -12,6 +12,9 @@
 #include <unistd.h>
 
 #include "trainer_impl.h"
+#ifdef POSE_HAVE_CUDA
+#include "model_gpu.h"
+#endif
 
 #define STATE_FILE "trainer_state.bin"
 #define STATE_VERSION 1
@@ -128,12 +131,36 @@ pose_status pose_trainer_save_state(const pose_trainer *t, const char *dir, cons
   put(&w, &hlen, sizeof hlen);
   put(&w, hdr, hlen);
   free(hdr);
-  for (size_t i = 0; i < t->np; i++) {
-    size_t n = (size_t)t->ps[i]->numel * sizeof(float);
-    put(&w, t->ps[i]->w, n);
-    put(&w, t->m[i], n);
-    put(&w, t->v[i], n);
+  float *stage = NULL; /* device parameters: weights and moments through the host, one tensor at a time */
+#ifdef POSE_HAVE_CUDA
+  if (t->gpu) {
+    int64_t big = 1;
+    for (size_t i = 0; i < t->np; i++) big = t->ps[i]->numel > big ? t->ps[i]->numel : big;
+    stage = malloc(3 * sizeof(float) * (size_t)big);
+    if (!stage) w.err = ENOMEM;
   }
+#endif
+  for (size_t i = 0; i < t->np && !w.err; i++) {
+    size_t n = (size_t)t->ps[i]->numel * sizeof(float);
+    if (!stage) {
+      put(&w, t->ps[i]->w, n);
+      put(&w, t->m[i], n);
+      put(&w, t->v[i], n);
+      continue;
+    }
+#ifdef POSE_HAVE_CUDA
+    float *sw = stage, *sm = stage + t->ps[i]->numel, *sv = sm + t->ps[i]->numel;
+    if (pose_gpu_weights_get(t->tb.dev.index, t->ps[i], sw) != POSE_OK ||
+        pose_gpu_optim_get(t->gpu, i, t->ps[i]->numel, sm, sv) != POSE_OK) {
+      w.err = EIO;
+      break;
+    }
+    put(&w, sw, n);
+    put(&w, sm, n);
+    put(&w, sv, n);
+#endif
+  }
+  free(stage);
   put(&w, user, user_len);
   uint64_t sum = w.h;
   if (!w.err && fwrite(&sum, sizeof sum, 1, w.f) != 1) w.err = errno ? errno : EIO;
@@ -318,6 +345,19 @@ pose_status pose_trainer_load_state(pose_trainer *t, const char *dir, void **use
   if (fseek(f, (long)(16 + hlen), SEEK_SET) != 0) { st = pose_error(POSE_EIO, "trainer state '%s': seek failed", path); goto done; }
   for (size_t i = 0; i < t->np; i++) {
     size_t n = (size_t)t->ps[i]->numel * sizeof(float);
+#ifdef POSE_HAVE_CUDA
+    if (t->gpu) { /* through a host buffer, one tensor at a time */
+      float *sw = malloc(3 * n + 4);
+      if (!sw) { st = pose_error(POSE_ENOMEM, "trainer state: out of memory"); goto done; }
+      float *sm = sw + t->ps[i]->numel, *sv = sm + t->ps[i]->numel;
+      if ((st = read_exact(f, sw, n, path)) == POSE_OK && (st = read_exact(f, sm, n, path)) == POSE_OK &&
+          (st = read_exact(f, sv, n, path)) == POSE_OK && (st = pose_gpu_weights_set(t->tb.dev.index, t->ps[i], sw)) == POSE_OK)
+        st = pose_gpu_optim_set(t->gpu, i, t->ps[i]->numel, sm, sv);
+      free(sw);
+      if (st) goto done;
+      continue;
+    }
+#endif
     if ((st = read_exact(f, t->ps[i]->w, n, path)) || (st = read_exact(f, t->m[i], n, path)) ||
         (st = read_exact(f, t->v[i], n, path)))
       goto done;

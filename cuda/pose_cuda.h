@@ -211,6 +211,15 @@ pose_status pose_cuda_attn_bwd(const pose_cuda_attn_dims *d, const uint16_t *q, 
                                const uint16_t *o, const float *lse, const uint16_t *dout, uint16_t *dq, uint16_t *dk,
                                uint16_t *dv, pose_cuda_stream s);
 
+/* The same contracts for any head dim up to 256 (cuda/attn_ref.cu): one warp per query or key row, fp32 arithmetic
+ * from bf16 operands, no tensor cores, no alignment requirements. For heads the flash kernels do not take (the tiny
+ * test models); O(T^2 D) and slow at length. The backward is deterministic (no atomics). */
+pose_status pose_cuda_attn_ref_fwd(const pose_cuda_attn_dims *d, const uint16_t *q, const uint16_t *k,
+                                   const uint16_t *v, uint16_t *o, float *lse, pose_cuda_stream s);
+pose_status pose_cuda_attn_ref_bwd(const pose_cuda_attn_dims *d, const uint16_t *q, const uint16_t *k,
+                                   const uint16_t *v, const uint16_t *o, const float *lse, const uint16_t *dout,
+                                   uint16_t *dq, uint16_t *dk, uint16_t *dv, pose_cuda_stream s);
+
 #ifdef __cplusplus
 }
 #endif

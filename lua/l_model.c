@@ -1,5 +1,8 @@
 /* Lua bindings of the model (core/model.h):
- *   pose.load(dir, {device=, dtype=, rope=}) -> m        pose.init(config_table, {seed=, device=}) -> m
+ *   pose.load(dir, {device=, dtype=, rope=, recompute=}) -> m   pose.init(config_table, {seed=, device=, recompute=})
+ *     device "cpu" (default) or "cuda[:N]"; dtype: the compute type, "f32" on the cpu, "bf16" on cuda (fp32 master
+ *     weights); recompute "none" | "layer" (training activations kept, or recomputed per layer; cuda)
+ *   m:device() -> "cpu" | "cuda:N"   m:set_recompute("none" | "layer")
  *   m.config                                   config.json's keys plus the resolved `rope` table
  *   m:forward(ids, {positions=})              -> f32 tensor [B,T,V]
  *   m:nll(ids, {positions=, targets=})        -> f32 tensor [B,T-1]
@@ -70,8 +73,8 @@ static int opts_arg(lua_State *L, int idx, const char *fn, const char *const *ke
   return idx;
 }
 
-/* Models live on the CPU unless a device is named: the decoder has no GPU path yet, so the default device (which
- * is cuda on a GPU machine) would only turn into an error. */
+/* Models live on the CPU unless a device is named: the CPU is the reference and runs every family, while the GPU
+ * decoder covers the LLaMA family (and computes in bf16), so a GPU machine does not silently change the numbers. */
 static pose_device opt_device(lua_State *L, int opts) {
   const char *s = pose_lua_opt_str(L, opts, "device", NULL);
   pose_device d = POSE_DEVICE_CPU;
@@ -117,18 +120,29 @@ static cJSON *table_json(lua_State *L, int idx, const char *fn, const char *what
   return *p;
 }
 
+static pose_recompute opt_recompute(lua_State *L, int opts, const char *fn) {
+  const char *s = pose_lua_opt_str(L, opts, "recompute", "none");
+  pose_recompute r;
+  if (pose_recompute_parse(s, &r) != POSE_OK) pose_lua_errorf(L, "%s: %s", fn, pose_error_message());
+  return r;
+}
+
 static int l_load(lua_State *L) {
-  static const char *const keys[] = {"device", "dtype", "rope", NULL};
+  static const char *const keys[] = {"device", "dtype", "rope", "recompute", NULL};
   lua_settop(L, 2);
   const char *dir = luaL_checkstring(L, 1);
   int opts = opts_arg(L, 2, "pose.load", keys);
   pose_device dev = opt_device(L, opts);
-  const char *dts = pose_lua_opt_str(L, opts, "dtype", "f32");
+  pose_recompute rec = opt_recompute(L, opts, "pose.load");
+  const char *dts = pose_lua_opt_str(L, opts, "dtype", dev.type == POSE_CPU ? "f32" : "bf16");
   pose_dtype dt;
   if (pose_dtype_parse(dts, &dt) || !pose_dtype_is_float(dt))
     pose_lua_errorf(L, "pose.load: unknown dtype '%s' (f32, bf16, f16)", dts);
   if (dt != POSE_F32 && dev.type == POSE_CPU)
     pose_lua_errorf(L, "pose.load: dtype '%s' is not supported on the cpu (the CPU path computes in f32)", dts);
+  if (dt != POSE_BF16 && dev.type != POSE_CPU)
+    pose_lua_errorf(L, "pose.load: dtype '%s' is not supported on cuda (the GPU computes in bf16 with fp32 master "
+                    "weights)", dts);
   cJSON *rope = NULL;
   if (opts) {
     lua_getfield(L, opts, "rope");
@@ -136,19 +150,22 @@ static int l_load(lua_State *L) {
   }
   lmodel *u = new_udata(L);
   POSE_LUA_TRY(L, pose_model_load(dir, rope, dev, &u->m));
+  POSE_LUA_TRY(L, pose_model_set_recompute(u->m, rec));
   push_config(L, lua_gettop(L));
   return 1;
 }
 
 static int l_init(lua_State *L) {
-  static const char *const keys[] = {"seed", "device", NULL};
+  static const char *const keys[] = {"seed", "device", "recompute", NULL};
   lua_settop(L, 2); /* the JSON anchor goes above the arguments */
   cJSON *cfg = table_json(L, 1, "pose.init", "config");
   int opts = opts_arg(L, 2, "pose.init", keys);
   lua_Integer seed = pose_lua_opt_int(L, opts, "seed", 0);
   pose_device dev = opt_device(L, opts);
+  pose_recompute rec = opt_recompute(L, opts, "pose.init");
   lmodel *u = new_udata(L);
   POSE_LUA_TRY(L, pose_model_init(cfg, (uint64_t)seed, dev, &u->m));
+  POSE_LUA_TRY(L, pose_model_set_recompute(u->m, rec));
   push_config(L, lua_gettop(L));
   return 1;
 }
@@ -291,11 +308,28 @@ static int m_param(lua_State *L) {
     const pose_param *p = pose_model_param_info(m, i);
     if (strcmp(p->name, name)) continue;
     pose_tensor *t;
-    POSE_LUA_TRY(L, pose_tensor_from_data(&t, POSE_F32, p->ndim, p->shape, p->w));
+    POSE_LUA_TRY(L, pose_tensor_zeros(&t, POSE_F32, POSE_DEVICE_CPU, p->ndim, p->shape));
     pose_lua_push_tensor(L, t);
+    POSE_LUA_TRY(L, pose_model_param_get(m, i, pose_tensor_data(t)));
     return 1;
   }
   pose_lua_errorf(L, "m:param: no parameter named '%s'", name);
+}
+
+static int m_device(lua_State *L) {
+  char buf[32];
+  pose_device_format(pose_model_device(pose_lua_check_model(L, 1)), buf, sizeof buf);
+  lua_pushstring(L, buf);
+  return 1;
+}
+
+static int m_set_recompute(lua_State *L) {
+  pose_model *m = pose_lua_check_model(L, 1);
+  pose_recompute r;
+  if (pose_recompute_parse(luaL_checkstring(L, 2), &r) != POSE_OK)
+    pose_lua_errorf(L, "m:set_recompute: %s", pose_error_message());
+  POSE_LUA_TRY(L, pose_model_set_recompute(m, r));
+  return 0;
 }
 
 static int m_gc(lua_State *L) {
@@ -310,9 +344,10 @@ static int m_tostring(lua_State *L) {
   if (!u->m) { lua_pushstring(L, "pose.model(freed)"); return 1; }
   const cJSON *c = pose_model_config(u->m);
   const cJSON *mt = cJSON_GetObjectItemCaseSensitive(c, "model_type");
-  char buf[128];
-  snprintf(buf, sizeof buf, "pose.model(%s, %.3gM params, cpu)", cJSON_IsString(mt) ? mt->valuestring : "?",
-           (double)pose_model_numel(u->m) / 1e6);
+  char buf[160], dev[32];
+  pose_device_format(pose_model_device(u->m), dev, sizeof dev);
+  snprintf(buf, sizeof buf, "pose.model(%s, %.3gM params, %s)", cJSON_IsString(mt) ? mt->valuestring : "?",
+           (double)pose_model_numel(u->m) / 1e6, dev);
   lua_pushstring(L, buf);
   return 1;
 }
@@ -335,6 +370,7 @@ void pose_lua_open_model(lua_State *L) {
   static const luaL_Reg methods[] = {{"forward", m_forward},     {"nll", m_nll},           {"loss", m_loss},
                                      {"generate", m_generate},   {"save", m_save},         {"set_rope", m_set_rope},
                                      {"num_params", m_num_params}, {"params", m_params},   {"param", m_param},
+                                     {"device", m_device},       {"set_recompute", m_set_recompute},
                                      {NULL, NULL}};
   luaL_newmetatable(L, POSE_MODEL_MT);
   lua_newtable(L);

@@ -34,8 +34,8 @@ static void toy_init(toy *t, uint64_t seed) {
     t->A[d] = pose_rng_normal(&r);
     t->b[d] = 0.5f * pose_rng_normal(&r);
   }
-  t->p[0] = (pose_param){"toy.weight", t->A, t->gA, D, 2, {2, D / 2}, 1};
-  t->p[1] = (pose_param){"toy.bias", t->b, t->gb, D, 1, {D}, 0};
+  t->p[0] = (pose_param){"toy.weight", t->A, t->gA, D, 2, {2, D / 2}, 1, NULL};
+  t->p[1] = (pose_param){"toy.bias", t->b, t->gb, D, 1, {D}, 0, NULL};
 }
 
 static size_t toy_num(void *c) { (void)c; return 2; }
@@ -80,7 +80,7 @@ static pose_status toy_backward(void *c, const int64_t *ids, const int64_t *pos,
   if (poison == 999) t->gb[3] = NAN;
   return POSE_OK;
 }
-static pose_trainable toy_trainable(toy *t) { return (pose_trainable){t, toy_num, toy_param, toy_zero, toy_backward}; }
+static pose_trainable toy_trainable(toy *t) { return (pose_trainable){t, toy_num, toy_param, toy_zero, toy_backward, POSE_DEVICE_CPU}; }
 
 /* rows x T token ids for step `step` (a pure function of it, as a data loader position would be) */
 static void make_batch(int64_t *ids, int64_t rows, int64_t T, uint64_t step) {
@@ -205,7 +205,7 @@ static void test_adamw_details(void) {
 
 static void test_clip(void) {
   float w1[2] = {0}, g1[2] = {3, 0}, w2[1] = {0}, g2[1] = {4};
-  pose_param p1 = {"a", w1, g1, 2, 1, {2}, 1}, p2 = {"b", w2, g2, 1, 1, {1}, 0};
+  pose_param p1 = {"a", w1, g1, 2, 1, {2}, 1, NULL}, p2 = {"b", w2, g2, 1, 1, {1}, 0, NULL};
   pose_param *ps[2] = {&p1, &p2};
   float norm = pose_grad_global_norm(ps, 2);
   CHECK(norm == 5.0f);
@@ -225,7 +225,7 @@ static void test_clip(void) {
   int64_t n = 100000;
   float *w = calloc(n, 4), *g = malloc(n * 4);
   for (int64_t i = 0; i < n; i++) g[i] = (i % 2) ? 0.5f : -0.5f;
-  pose_param p3 = {"c", w, g, n, 1, {n}, 1};
+  pose_param p3 = {"c", w, g, n, 1, {n}, 1, NULL};
   pose_param *ps3[1] = {&p3};
   CHECK(pose_grad_global_norm(ps3, 1) == (float)sqrt(n * 0.25));
   free(w);

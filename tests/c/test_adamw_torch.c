@@ -83,7 +83,7 @@ static void run_one(const cJSON *doc, const cJSON *run) {
   o.warmup = (int64_t)num(run, "warmup");
   o.steps = (int64_t)num(run, "steps");
   CHECK_OK(pose_schedule_parse(cJSON_GetObjectItem(run, "schedule")->valuestring, &o.schedule));
-  pose_trainable tb = {&f, fx_num, fx_param, fx_zero, fx_backward};
+  pose_trainable tb = {&f, fx_num, fx_param, fx_zero, fx_backward, POSE_DEVICE_CPU};
   pose_trainer *tr;
   CHECK_OK(pose_trainer_new_trainable(&tb, &o, &tr));
   const char *name = cJSON_GetObjectItem(run, "name")->valuestring;

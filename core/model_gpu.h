@@ -1,0 +1,59 @@
+/* The decoder and the optimizer on the GPU: the interface between core/ (model.c, model_io.c, model_fwd.c,
+ * trainer.c) and the CUDA side (cuda/model_gpu.cu, cuda/optim_gpu.cu). Only compiled into builds with the CUDA
+ * backend (POSE_HAVE_CUDA); core code calls it under that macro. Not part of the public API.
+ *
+ * A cuda model keeps three arenas on its device, laid out alike (parameter i at the same offset in each): fp32
+ * master weights (pose_param.w), fp32 gradients (pose_param.g, allocated on first use) and bf16 compute copies
+ * (pose_param.w_bf16). The offsets are not the parameter table's order: the tensors that one GEMM reads together are
+ * adjacent (k|v projections, gate|up projections and their biases), so the fused products need no copies. */
+#ifndef POSE_MODEL_GPU_H
+#define POSE_MODEL_GPU_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "model_internal.h"
+#include "trainer.h"
+
+typedef struct pose_gpu_model pose_gpu_model;
+
+/* Checks that the family and shapes are supported on the GPU, allocates the weight and bf16 arenas on m->dev and
+ * points every pose_param.w / w_bf16 into them (weights zero). */
+pose_status pose_gpu_model_new(pose_model *m);
+void pose_gpu_model_free(pose_model *m);
+/* Gradient arena (zeroed) on first use. */
+pose_status pose_gpu_model_ensure_grads(pose_model *m);
+pose_status pose_gpu_model_zero_grad(pose_model *m);
+/* transformers' _init_weights on the device with the CPU's Philox streams (one per parameter index). */
+pose_status pose_gpu_model_init_weights(pose_model *m, uint64_t seed);
+/* Host <-> device copies of one parameter (set refreshes its bf16 copy); which: 0 weights, 1 gradient. */
+pose_status pose_gpu_param_get(pose_model *m, size_t i, int which, float *dst);
+pose_status pose_gpu_param_set(pose_model *m, size_t i, const float *src);
+/* One decoder call (pose_model_run's contract, a->kv excepted), after the caller validated the inputs and advanced
+ * the rope state. */
+pose_status pose_gpu_model_run(pose_model *m, pose_model_run_args *a);
+
+/* ---- optimizer state on the device (the trainer's AdamW when the parameters live on a GPU) ---------------------- */
+typedef struct pose_gpu_optim pose_gpu_optim;
+pose_status pose_gpu_optim_new(int device, pose_param *const *ps, size_t n, pose_gpu_optim **out);
+void pose_gpu_optim_free(pose_gpu_optim *o);
+/* torch's global gradient norm (as pose_grad_global_norm), returned on the host (synchronises). */
+pose_status pose_gpu_optim_grad_norm(pose_gpu_optim *o, pose_param *const *ps, float *norm);
+/* Index of the first parameter with a non-finite gradient, or n. */
+pose_status pose_gpu_optim_first_nonfinite(pose_gpu_optim *o, pose_param *const *ps, size_t *idx);
+/* AdamW update number `step` (1-based) of every parameter with learning rate lr; clip > 0 scales the gradients by
+ * torch's clip coefficient of the norm computed by the last pose_gpu_optim_grad_norm. Refreshes w_bf16. */
+pose_status pose_gpu_optim_update(pose_gpu_optim *o, pose_param *const *ps, const pose_trainer_opts *opts, double lr,
+                                  int64_t step);
+/* Host copies of parameter i's moments (either pointer may be NULL), and the reverse. */
+pose_status pose_gpu_optim_get(pose_gpu_optim *o, size_t i, int64_t numel, float *m, float *v);
+pose_status pose_gpu_optim_set(pose_gpu_optim *o, size_t i, int64_t numel, const float *m, const float *v);
+/* Host <-> device copies of a parameter's fp32 weights for the trainer state (set also refreshes w_bf16). */
+pose_status pose_gpu_weights_get(int device, const pose_param *p, float *dst);
+pose_status pose_gpu_weights_set(int device, pose_param *p, const float *src);
+
+/* Memory of the device's allocation pool (every model buffer comes from it): bytes in use now and the high-water
+ * mark since the last reset (reset = 1 restarts it at the current use). */
+pose_status pose_gpu_memory(int device, int reset, size_t *used, size_t *peak);
+
+#endif

@@ -1,0 +1,213 @@
+/* Whole-model benchmark on the GPU at the shapes of ../shared/baselines/torch_baseline.py and torch_longctx.py:
+ * training steps (pose.trainer: forward, backward, AdamW with fp32 masters) and evaluation forwards (per-token NLL,
+ * LM head in row chunks), with peak memory from the device pool's high-water mark (every model buffer comes from
+ * it, as torch.cuda.max_memory_allocated counts its caching allocator's tensors). Times are CUDA-synchronised; a
+ * training row reports the median of its timed steps after warm-up, an evaluation row the fastest of its timed
+ * forwards after one warm-up (as the peer scripts do). FLOPs as the peer counts them: 6 N tokens plus causal
+ * attention 6 L d T per token. Training rows up to 32k tokens also time forward+backward alone (fwd_bwd_s, the
+ * faster of two) so that optim_s = step_s - fwd_bwd_s is the optimizer's share (zeroing, norm, AdamW).
+ *   gpu_bench_model OUT.json [--quick] [--only NAME[,NAME...]]
+ * Writes one JSON object per row (an "error" field where the row failed, e.g. out of memory) and prints them. */
+#include <cjson/cJSON.h>
+#include <cuda_runtime_api.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "model.h"
+#include "model_gpu.h"
+#include "rng.h"
+#include "trainer.h"
+
+#define TINY                                                                                                       \
+  "{\"model_type\":\"llama\",\"vocab_size\":16384,\"hidden_size\":512,\"intermediate_size\":1408,"               \
+  "\"num_hidden_layers\":8,\"num_attention_heads\":8,\"num_key_value_heads\":8,\"max_position_embeddings\":512," \
+  "\"rms_norm_eps\":1e-6,\"rope_theta\":10000.0,\"initializer_range\":0.02,\"tie_word_embeddings\":false}"
+#define TL11                                                                                                       \
+  "{\"model_type\":\"llama\",\"vocab_size\":32000,\"hidden_size\":2048,\"intermediate_size\":5632,"              \
+  "\"num_hidden_layers\":22,\"num_attention_heads\":32,\"num_key_value_heads\":4,"                               \
+  "\"max_position_embeddings\":131072,\"rms_norm_eps\":1e-6,\"rope_theta\":10000.0,\"initializer_range\":0.02,"   \
+  "\"tie_word_embeddings\":false}"
+#define L7                                                                                                         \
+  "{\"model_type\":\"llama\",\"vocab_size\":32000,\"hidden_size\":4096,\"intermediate_size\":11008,"             \
+  "\"num_hidden_layers\":32,\"num_attention_heads\":32,\"num_key_value_heads\":32,"                              \
+  "\"max_position_embeddings\":131072,\"rms_norm_eps\":1e-6,\"rope_theta\":10000.0,\"initializer_range\":0.02,"   \
+  "\"tie_word_embeddings\":false}"
+
+typedef struct {
+  const char *name, *cfg;
+  int64_t T, B;
+  int recompute, eval;
+  int warm, timed;
+  int quick; /* part of --quick */
+} row;
+
+static const row ROWS[] = {
+    {"tiny", TINY, 512, 64, 0, 0, 2, 4, 1},
+    {"tinyllama-1.1b", TL11, 2048, 8, 0, 0, 2, 4, 1},
+    {"llama-7b", L7, 2048, 1, 0, 0, 1, 3, 1},
+    {"llama-7b-ckpt", L7, 2048, 1, 1, 0, 1, 3, 0},
+    {"llama-7b-full-4k", L7, 4096, 1, 0, 0, 1, 3, 0},
+    {"llama-7b-full-8k", L7, 8192, 1, 1, 0, 1, 3, 0},
+    {"llama-7b-full-16k", L7, 16384, 1, 1, 0, 1, 2, 0},
+    {"llama-7b-full-32k", L7, 32768, 1, 1, 0, 1, 2, 0},
+    {"eval-tinyllama-1.1b-32k", TL11, 32768, 1, 0, 1, 1, 2, 1},
+    {"eval-tinyllama-1.1b-128k", TL11, 131072, 1, 0, 1, 1, 2, 0},
+    {"eval-llama-7b-32k", L7, 32768, 1, 0, 1, 1, 2, 0},
+};
+
+static double now(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static int cmp_d(const void *a, const void *b) {
+  double x = *(const double *)a, y = *(const double *)b;
+  return x < y ? -1 : x > y;
+}
+
+static cJSON *run_row(const row *r) {
+  cJSON *o = cJSON_CreateObject();
+  cJSON_AddStringToObject(o, "name", r->name);
+  cJSON_AddStringToObject(o, "kind", r->eval ? "eval" : "train");
+  cJSON_AddNumberToObject(o, "seq", (double)r->T);
+  cJSON_AddNumberToObject(o, "batch", (double)r->B);
+  cJSON_AddBoolToObject(o, "recompute", r->recompute);
+  pose_device dev = {POSE_CUDA, 0};
+  size_t used = 0, peak = 0;
+  cudaDeviceSynchronize();
+  pose_gpu_memory(0, 1, &used, &peak);
+  cJSON *cfg = cJSON_Parse(r->cfg);
+  pose_model *m = NULL;
+  pose_trainer *tr = NULL;
+  pose_status st = pose_model_init(cfg, 1234, dev, &m);
+  cJSON_Delete(cfg);
+  const int64_t N = r->B * r->T;
+  int64_t *ids = malloc(sizeof(int64_t) * (size_t)N);
+  pose_rng g;
+  pose_rng_init(&g, 42, 0);
+  const uint64_t V = m ? (uint64_t)pose_model_vocab(m) : 2;
+  for (int64_t i = 0; i < N; i++) ids[i] = (int64_t)pose_rng_below(&g, V);
+  double *t = calloc((size_t)(r->warm + r->timed), sizeof(double));
+  float *nll = r->eval ? malloc(sizeof(float) * (size_t)N) : NULL;
+  double loss = 0;
+  if (st == POSE_OK) st = pose_model_set_recompute(m, r->recompute ? POSE_RECOMPUTE_LAYER : POSE_RECOMPUTE_NONE);
+  if (st == POSE_OK && !r->eval) {
+    pose_trainer_opts opts;
+    pose_trainer_defaults(&opts);
+    opts.lr = 1e-5;
+    opts.weight_decay = 0.01; /* torch.optim.AdamW's default, as the peer uses it */
+    st = pose_trainer_new(m, &opts, &tr);
+  }
+  for (int k = 0; st == POSE_OK && k < r->warm + r->timed; k++) {
+    cudaDeviceSynchronize();
+    double t0 = now();
+    if (r->eval) st = pose_model_nll(m, ids, NULL, NULL, r->B, r->T, nll);
+    else st = pose_trainer_step(tr, ids, NULL, NULL, r->B, r->T, &loss, NULL, NULL);
+    cudaDeviceSynchronize();
+    t[k] = now() - t0;
+    fprintf(stderr, "  %s %d: %.4f s%s\n", r->name, k, t[k], k < r->warm ? " (warm-up)" : "");
+  }
+  if (st == POSE_OK) {
+    double s;
+    qsort(t + r->warm, (size_t)r->timed, sizeof(double), cmp_d);
+    if (r->eval) s = t[r->warm];
+    else s = r->timed % 2 ? t[r->warm + r->timed / 2] : 0.5 * (t[r->warm + r->timed / 2 - 1] + t[r->warm + r->timed / 2]);
+    pose_gpu_memory(0, 0, &used, &peak);
+    if (!r->eval && r->T * r->B <= 32768) { /* split: forward+backward alone (the rest of a step is the optimizer) */
+      double fb[2];
+      for (int k = 0; k < 2 && st == POSE_OK; k++) {
+        pose_model_zero_grad(m);
+        cudaDeviceSynchronize();
+        double t0 = now();
+        st = pose_model_backward(m, ids, NULL, NULL, r->B, r->T, 1.0, NULL, NULL);
+        cudaDeviceSynchronize();
+        fb[k] = now() - t0;
+      }
+      if (st == POSE_OK) {
+        double f = fb[0] < fb[1] ? fb[0] : fb[1];
+        cJSON_AddNumberToObject(o, "fwd_bwd_s", f);
+        cJSON_AddNumberToObject(o, "optim_s", s - f);
+      }
+      st = POSE_OK;
+    }
+    double n = (double)pose_model_numel(m), tok = (double)N;
+    const cJSON *c = pose_model_config(m);
+    double Lc = cJSON_GetObjectItem(c, "num_hidden_layers")->valuedouble, d = cJSON_GetObjectItem(c, "hidden_size")->valuedouble;
+    double flops = 6 * n * tok + 6 * Lc * d * (double)r->T * tok;
+    if (r->eval) flops /= 3; /* a forward: a third of a training step's count */
+    cJSON_AddNumberToObject(o, "params", n);
+    cJSON_AddNumberToObject(o, "step_s", s);
+    cJSON_AddNumberToObject(o, "tok_s", tok / s);
+    cJSON_AddNumberToObject(o, "tflops", flops / s / 1e12);
+    cJSON_AddNumberToObject(o, "peak_gb", peak / 1073741824.0);
+    if (!r->eval) cJSON_AddNumberToObject(o, "last_loss", loss);
+    else {
+      double sum = 0;
+      for (int64_t i = 0; i < N - 1; i++) sum += nll[i];
+      cJSON_AddNumberToObject(o, "loss", sum / (double)(N - 1));
+    }
+  } else {
+    cJSON_AddStringToObject(o, "error", pose_error_message());
+    cJSON_AddBoolToObject(o, "oom", st == POSE_ENOMEM);
+    pose_gpu_memory(0, 0, &used, &peak);
+    cJSON_AddNumberToObject(o, "peak_gb_at_failure", peak / 1073741824.0);
+  }
+  pose_trainer_free(tr);
+  pose_model_free(m);
+  free(ids);
+  free(nll);
+  free(t);
+  return o;
+}
+
+int main(int argc, char **argv) {
+  const char *outp = NULL, *only = NULL;
+  int quick = 0;
+  for (int i = 1; i < argc; i++) {
+    if (!strcmp(argv[i], "--quick")) quick = 1;
+    else if (!strcmp(argv[i], "--only") && i + 1 < argc) only = argv[++i];
+    else outp = argv[i];
+  }
+  if (!pose_cuda_backend(NULL)) {
+    fprintf(stderr, "bench_model: no usable GPU\n");
+    return 77;
+  }
+  cudaSetDevice(0);
+  struct cudaDeviceProp p;
+  cudaGetDeviceProperties(&p, 0);
+  cJSON *root = cJSON_CreateObject(), *rows = cJSON_AddArrayToObject(root, "rows");
+  cJSON_AddStringToObject(root, "device", p.name);
+  for (size_t i = 0; i < sizeof ROWS / sizeof ROWS[0]; i++) {
+    const row *r = &ROWS[i];
+    if (quick && !r->quick) continue;
+    if (only) {
+      char key[96];
+      snprintf(key, sizeof key, ",%s,", r->name);
+      char list[1024];
+      snprintf(list, sizeof list, ",%s,", only);
+      if (!strstr(list, key)) continue;
+    }
+    double t0 = now();
+    cJSON *o = run_row(r);
+    cJSON_AddNumberToObject(o, "wall_s", now() - t0);
+    char *s = cJSON_PrintUnformatted(o);
+    printf("%s\n", s);
+    fflush(stdout);
+    free(s);
+    cJSON_AddItemToArray(rows, o);
+    if (outp) { /* rewritten after every row, so a killed run keeps what it measured */
+      FILE *f = fopen(outp, "w");
+      char *all = cJSON_Print(root);
+      if (f) {
+        fputs(all, f);
+        fclose(f);
+      }
+      free(all);
+    }
+  }
+  cJSON_Delete(root);
+  return 0;
+}

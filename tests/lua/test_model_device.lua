@@ -1,0 +1,63 @@
+-- The device and activation-policy options of models (lua/l_model.c): device names, recompute policies, dtype per
+-- device, m:device(), m:set_recompute(). On a machine with a usable GPU a cuda model is built and checked against
+-- the CPU; without one, asking for cuda must fail with a message that points to the cpu. (The GPU decoder's
+-- numerics are tested on the GPU machine by tests/gpu/test_model.c.)
+local pose = require "pose"
+local T = require "pose.test"
+
+local function cfg(over)
+  local c = {model_type = "llama", vocab_size = 61, hidden_size = 128, num_hidden_layers = 2,
+             num_attention_heads = 2, num_key_value_heads = 1, intermediate_size = 96,
+             max_position_embeddings = 256, initializer_range = 0.1}
+  for k, v in pairs(over or {}) do c[k] = v end
+  return c
+end
+
+T.case("cpu models: device, recompute option and method", function()
+  local m = pose.init(cfg(), {seed = 1, recompute = "layer"})
+  T.eq(m:device(), "cpu")
+  T.check(tostring(m):find("cpu", 1, true), "tostring names the device")
+  m:set_recompute("none")
+  m:set_recompute("layer")
+  -- the CPU keeps every activation whatever the policy: the loss is the same
+  local ids = {{1, 2, 3, 4, 5, 6}}
+  local a = m:loss(ids)
+  m:set_recompute("none")
+  T.eq(m:loss(ids), a)
+end)
+
+T.case("bad options are errors naming the choices", function()
+  T.raises(function() pose.init(cfg(), {recompute = "sometimes"}) end, "none, layer")
+  T.raises(function() pose.init(cfg(), {recompute = 3}) end, "recompute")
+  local m = pose.init(cfg())
+  T.raises(function() m:set_recompute("all") end, "none, layer")
+  T.raises(function() m:set_recompute() end, "string")
+  T.raises(function() pose.init(cfg(), {device = "tpu"}) end, "unknown device")
+  T.raises(function() pose.init(cfg(), {device = "cuda:x"}) end, "bad device name")
+  T.raises(function() pose.load("tests/fixtures/models/llama_gqa", {dtype = "bf16"}) end, "not supported on the cpu")
+end)
+
+local has_gpu = pcall(pose.init, cfg(), {device = "cuda"})
+T.case("cuda models " .. (has_gpu and "(GPU present)" or "(no GPU: errors)"), function()
+  if not has_gpu then
+    T.raises(function() pose.init(cfg(), {device = "cuda"}) end, "not available")
+    T.raises(function() pose.load("tests/fixtures/models/llama_gqa", {device = "cuda"}) end, "not available")
+    return
+  end
+  local c = pose.init(cfg(), {seed = 3})
+  local g = pose.init(cfg(), {seed = 3, device = "cuda", recompute = "layer"})
+  T.eq(g:device(), "cuda:0")
+  local ids = {{3, 1, 4, 1, 5, 9, 2, 6}}
+  local pos = {{0, 1, 2, 3, 100, 101, 102, 103}}
+  T.near(g:loss(ids, {positions = pos}), c:loss(ids, {positions = pos}), 2e-2)
+  T.eq(#g:param("model.norm.weight"):totable(), 128)
+  T.raises(function() g:generate({1, 2, 3}) end, "cpu")
+  T.raises(function() pose.load("tests/fixtures/models/llama_gqa", {device = "cuda", dtype = "f32"}) end, "bf16")
+  T.raises(function() pose.load("tests/fixtures/models/gptj", {device = "cuda"}) end, "LLaMA family")
+  local tr = pose.trainer(g, {lr = 1e-3})
+  local l1 = tr:step{ids = ids, positions = pos}
+  local l2 = tr:step{ids = ids, positions = pos}
+  T.check(l2 < l1, "a GPU training step lowers the loss")
+end)
+
+T.done("test_model_device")
