@@ -223,7 +223,15 @@ for i, mth in ipairs(methods) do
         table.concat(passkey_lengths, "/"))
     local sweep = pose.eval.perplexity_sweep(m, eval_docs, {windows = windows, bos = tok.bos_id})
     pose.eval.write_ppl(exp.file, run.path, "sotu", sweep)
-    local pk = pose.eval.passkey(m, tok, {lengths = passkey_lengths, trials = opts.passkey_trials, seed = opts.seed})
+    -- generation with a KV cache runs on cpu models only for now: passkey uses a cpu copy of a GPU model
+    local pk_model = m
+    if opts.device ~= "cpu" then
+      local dir = opts.work .. "/" .. mth.name
+      m:save(dir)
+      pk_model = pose.load(dir, {device = "cpu"})
+    end
+    local pk = pose.eval.passkey(pk_model, tok, {lengths = passkey_lengths, trials = opts.passkey_trials,
+                                                 seed = opts.seed})
     pose.eval.write_passkey(exp.file, run.path, pk)
     run:finish()
   end
