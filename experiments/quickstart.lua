@@ -18,9 +18,9 @@ local opts = pose.args.merge(..., {
   scale = 4,                          -- s: Lt = s * Lc
   vocab = 2048,
   hidden = 192, layers = 4, heads = 6, kv_heads = 2, ffn = 512,
-  steps = 500, batch = 16, lr = 2e-3, warmup = 40,
+  steps = 800, batch = 16, lr = 2e-3, warmup = 40,
   passkey_share = 0.05,               -- share of pre-training examples that are synthetic passkey documents (<= Lc)
-  ext_steps = 100, ext_lr = 5e-4,
+  ext_steps = 120, ext_lr = 5e-4,
   eval_docs = 4, eval_tokens = 4096,  -- held-out documents and tokens of each used for perplexity
   passkey_trials = 10,
   seed = 1,
