@@ -22,9 +22,10 @@ end
 table.sort(times)
 local step_s = times[(#times + 1) // 2]
 local tokens = o.batch * o.seq
--- 6 N per token for the dense parameters (forward + backward), plus causal attention: 6 * layers * hidden * T / 2
--- multiply-adds x 2 flops ... written as the common estimate 6*N + 6*L*d*T (half of 12*L*d*T for causal)
-local flops_per_token = 6 * n + 6 * o.layers * o.hidden * o.seq
+-- 6 flops per parameter per token for forward + backward over the parameters that multiply (all but the input
+-- embedding, a lookup; the untied LM head counts), plus causal attention's scores and values: 12*L*d*T per token
+-- for full attention, half of it under the causal mask
+local flops_per_token = 6 * (n - o.vocab * o.hidden) + 6 * o.layers * o.hidden * o.seq
 local model_gflops = flops_per_token * tokens / step_s / 1e9
 -- the sgemm ceiling at the shapes this model multiplies most (tokens x hidden x ffn), and a large square one
 local g_model = pose.sgemm_gflops(tokens, o.ffn, o.hidden, 10)
