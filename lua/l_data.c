@@ -30,8 +30,6 @@
 #define SHARDS_MT "pose.shards"
 #define LOADER_MT "pose.loader"
 #define JSONL_MT "pose.jsonl"
-/* The sampler binding (lua/l_sampler.c) keeps its pose_sampler * as the first member of its userdata. */
-#define SAMPLER_MT "pose.sampler"
 
 /* ---- shard writer ------------------------------------------------------------------------------------------ */
 
@@ -348,9 +346,8 @@ static int l_loader(lua_State *L) {
   /* sampler */
   lua_getfield(L, 1, "sampler");
   int samp_idx = lua_gettop(L);
-  pose_sampler **sp = luaL_testudata(L, samp_idx, SAMPLER_MT);
-  if (!sp) pose_lua_errorf(L, "pose.loader: sampler must be a pose.sampler, got %s", luaL_typename(L, samp_idx));
-  if (!*sp) pose_lua_errorf(L, "pose.loader: the sampler was freed");
+  pose_sampler *sampler = pose_lua_test_sampler(L, samp_idx);
+  if (!sampler) pose_lua_errorf(L, "pose.loader: sampler must be a pose.sampler, got %s", luaL_typename(L, samp_idx));
   /* shards: a pose.shards or path(s) */
   lua_getfield(L, 1, "shards");
   int sh_idx = lua_gettop(L);
@@ -367,7 +364,7 @@ static int l_loader(lua_State *L) {
   /* the loader borrows both: keep them alive as long as it is */
   lua_pushvalue(L, sh_idx); lua_setiuservalue(L, -2, 1);
   lua_pushvalue(L, samp_idx); lua_setiuservalue(L, -2, 2);
-  POSE_LUA_TRY(L, pose_loader_new(sh->s, sh->n, *sp, &o, &u->ld));
+  POSE_LUA_TRY(L, pose_loader_new(sh->s, sh->n, sampler, &o, &u->ld));
   return 1;
 }
 

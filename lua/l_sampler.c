@@ -32,6 +32,13 @@ static lsampler *check_sampler(lua_State *L, int idx) {
   return u;
 }
 
+struct pose_sampler *pose_lua_test_sampler(lua_State *L, int idx) {
+  lsampler *u = luaL_testudata(L, idx, SAMPLER_MT);
+  if (!u) return NULL;
+  if (!u->s) pose_lua_errorf(L, "pose: sampler used after it was freed");
+  return u->s;
+}
+
 static int parse_enum(lua_State *L, int tbl, const char *key, const char *def, int (*parse)(const char *),
                       const char *choices) {
   const char *v = pose_lua_opt_str(L, tbl, key, def);

@@ -50,6 +50,11 @@ void pose_lua_check_keys(lua_State *L, int tbl, const char *fn, const char *cons
 void pose_lua_push_json(lua_State *L, const cJSON *j);
 cJSON *pose_lua_to_json(lua_State *L, int idx, int depth);
 
+/* The pose_sampler of a pose.sampler userdata at idx, or NULL when idx holds something else (lua/l_sampler.c);
+ * a freed sampler raises a Lua error. */
+struct pose_sampler;
+struct pose_sampler *pose_lua_test_sampler(lua_State *L, int idx);
+
 /* Registration, one per binding file. */
 void pose_lua_open_json(lua_State *L);
 void pose_lua_open_bench(lua_State *L);
