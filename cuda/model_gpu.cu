@@ -79,10 +79,14 @@ struct pose_gpu_model {
   bf16 *wc;         // bf16 compute copies
   float *inv_freq;  // [rot/2]
   int ref_attn;     // head dim other than 64/128: the reference attention kernels
+  int bf16;         // pure-bf16 policy: no fp32 masters (w == NULL); wc is the weights (pose_gpu_model_set_bf16)
 };
 
 static inline const bf16 *WC(pose_model *m, int i) { return i < 0 ? NULL : (const bf16 *)m->params[i].w_bf16; }
 static inline const float *W32(pose_model *m, int i) { return i < 0 ? NULL : m->params[i].w; }
+// norm weights: the fp32 masters, or under the pure-bf16 policy the bf16 weights themselves
+static inline const void *NW(pose_model *m, int i) { return m->gpu->bf16 ? (const void *)WC(m, i) : (const void *)W32(m, i); }
+static inline pose_dtype NWDT(const pose_model *m) { return m->gpu->bf16 ? POSE_BF16 : POSE_F32; }
 static inline float *G32(pose_model *m, int i) { return i < 0 ? NULL : m->params[i].g; }
 
 static pose_status check_supported(const pose_model *m) {
@@ -191,6 +195,64 @@ extern "C" pose_status pose_gpu_model_zero_grad(pose_model *m) {
   return POSE_OK;
 }
 
+// Pure-bf16 policy <-> fp32 masters. To bf16: the bf16 copies (RNE of the masters) become the weights and the fp32
+// arena is freed (memory per parameter: 2 bytes of weights instead of 6). Back: masters rebuilt from the bf16
+// weights. The trainer's moments follow the policy in force when the trainer is created.
+extern "C" pose_status pose_gpu_model_set_bf16(pose_model *m, int on) {
+  pose_gpu_model *G = m->gpu;
+  on = on != 0;
+  if (G->bf16 == on) return POSE_OK;
+  PC_CU(cudaSetDevice(G->dev), "cudaSetDevice");
+  if (on) {
+    PC_CU(cudaStreamSynchronize(G->s), "model");
+    pc_scratch_free(G->w, G->s);
+    G->w = NULL;
+    for (size_t i = 0; i < m->n_params; i++) m->params[i].w = NULL;
+  } else {
+    pose_status st = galloc((void **)&G->w, G->numel * sizeof(float), G->s);
+    if (st != POSE_OK) return pose_error_prefix(st, "model: fp32 master weights (%.2f GB): ", G->numel * 4.0 / 1e9);
+    POSE_TRY(pose_cuda_convert(G->w, POSE_F32, G->wc, POSE_BF16, (int64_t)G->numel, G->s));
+    for (size_t i = 0; i < m->n_params; i++) m->params[i].w = G->w + G->off[i];
+    PC_CU(cudaStreamSynchronize(G->s), "model");
+  }
+  G->bf16 = on;
+  return POSE_OK;
+}
+
+extern "C" int pose_gpu_model_is_bf16(const pose_model *m) { return m->gpu && m->gpu->bf16; }
+
+// host fp32 <-> device bf16 through a device fp32 staging buffer (RNE on the way in)
+extern "C" pose_status pose_gpu_bf16_get(int dev, const uint16_t *src, int64_t n, float *dst) {
+  cudaStream_t s;
+  POSE_TRY(dev_stream(dev, &s));
+  if (n <= 0) return POSE_OK;
+  float *tmp = NULL;
+  POSE_TRY(pc_scratch_alloc((void **)&tmp, sizeof(float) * (size_t)n, s));
+  pose_status st = pose_cuda_convert(tmp, POSE_F32, src, POSE_BF16, n, s);
+  cudaError_t e = st == POSE_OK ? cudaMemcpyAsync(dst, tmp, sizeof(float) * (size_t)n, cudaMemcpyDeviceToHost, s)
+                                : cudaSuccess;
+  pc_scratch_free(tmp, s);
+  if (e == cudaSuccess) e = cudaStreamSynchronize(s);
+  if (st == POSE_OK && e != cudaSuccess) st = pose_cuda_fail(e, "copy to host");
+  return st;
+}
+
+extern "C" pose_status pose_gpu_bf16_set(int dev, uint16_t *dst, int64_t n, const float *src) {
+  cudaStream_t s;
+  POSE_TRY(dev_stream(dev, &s));
+  if (n <= 0) return POSE_OK;
+  float *tmp = NULL;
+  POSE_TRY(pc_scratch_alloc((void **)&tmp, sizeof(float) * (size_t)n, s));
+  pose_status st = POSE_OK;
+  cudaError_t e = cudaMemcpyAsync(tmp, src, sizeof(float) * (size_t)n, cudaMemcpyHostToDevice, s);
+  if (e != cudaSuccess) st = pose_cuda_fail(e, "copy to device");
+  if (st == POSE_OK) st = pose_cuda_convert(dst, POSE_BF16, tmp, POSE_F32, n, s);
+  pc_scratch_free(tmp, s);
+  e = cudaStreamSynchronize(s);
+  if (st == POSE_OK && e != cudaSuccess) st = pose_cuda_fail(e, "copy to device");
+  return st;
+}
+
 __global__ void k_fill(float *x, int64_t n, float v) {
   for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) x[i] = v;
 }
@@ -201,6 +263,7 @@ extern "C" pose_status pose_gpu_model_init_weights(pose_model *m, uint64_t seed)
   // the CPU computes fl32(std_f32 * z_f32); std as the float it is there makes the device's double product round to
   // the same value
   const double stdf = (double)(float)m->cfg.init_range;
+  if (G->bf16) return pose_error(POSE_EINVAL, "model: initialise the weights before switching to the bf16 policy");
   for (size_t i = 0; i < m->n_params; i++) {
     pose_param *p = &m->params[i];
     switch (m->kinds[i]) {
@@ -233,6 +296,7 @@ extern "C" pose_status pose_gpu_param_get(pose_model *m, size_t i, int which, fl
     memset(dst, 0, bytes);
     return POSE_OK;
   }
+  if (which == 0 && G->bf16) return pose_gpu_bf16_get(G->dev, (const uint16_t *)p->w_bf16, p->numel, dst);
   PC_CU(cudaMemcpyAsync(dst, which ? p->g : p->w, bytes, cudaMemcpyDeviceToHost, G->s), "copy to host");
   PC_CU(cudaStreamSynchronize(G->s), "copy to host");
   return POSE_OK;
@@ -242,6 +306,7 @@ extern "C" pose_status pose_gpu_param_set(pose_model *m, size_t i, const float *
   pose_gpu_model *G = m->gpu;
   pose_param *p = &m->params[i];
   PC_CU(cudaSetDevice(G->dev), "cudaSetDevice");
+  if (G->bf16) return pose_gpu_bf16_set(G->dev, (uint16_t *)p->w_bf16, p->numel, src);
   PC_CU(cudaMemcpyAsync(p->w, src, sizeof(float) * (size_t)p->numel, cudaMemcpyHostToDevice, G->s), "copy to device");
   POSE_TRY(pose_cuda_convert(p->w_bf16, POSE_BF16, p->w, POSE_F32, p->numel, G->s));
   PC_CU(cudaStreamSynchronize(G->s), "copy to device");
@@ -364,14 +429,14 @@ static pose_status bias_grad(pose_gpu_model *G, const bf16 *dy, int64_t ld, int6
 // ---- blocks ------------------------------------------------------------------------------------------------------
 
 static pose_status rms_fwd(pose_model *m, int w_idx, const bf16 *x, int64_t N, bf16 *y, float *rs) {
-  return pose_cuda_norm_fwd(1, x, POSE_BF16, W32(m, w_idx), NULL, POSE_F32, (float)m->cfg.norm_eps, N, m->cfg.hidden,
+  return pose_cuda_norm_fwd(1, x, POSE_BF16, NW(m, w_idx), NULL, NWDT(m), (float)m->cfg.norm_eps, N, m->cfg.hidden,
                             y, NULL, rs, m->gpu->s);
 }
 
 // dx (+)= the gradient at the norm's input; the norm weight's gradient is added to its fp32 slot
 static pose_status rms_bwd(pose_model *m, int w_idx, const bf16 *x, const float *rs, const bf16 *dy, int64_t N,
                            bf16 *dx, int acc) {
-  return pose_cuda_norm_bwd(1, x, POSE_BF16, W32(m, w_idx), POSE_F32, NULL, rs, dy, N, m->cfg.hidden, dx, acc,
+  return pose_cuda_norm_bwd(1, x, POSE_BF16, NW(m, w_idx), NWDT(m), NULL, rs, dy, N, m->cfg.hidden, dx, acc,
                             G32(m, w_idx), NULL, m->gpu->s);
 }
 
@@ -490,6 +555,8 @@ static pose_status run_device(pose_model *m, pose_model_run_args *a, const run_c
     const bf16 *h = w->hf + r0 * D;
     if (a->logits) { // fp32 logits straight out of the GEMM, then to the host
       float *lg = (float *)w->head;
+      if (G->bf16 && m->lm_b >= 0)
+        return pose_error(POSE_EUNSUPPORTED, "model: fp32 logits with an LM-head bias under the bf16 policy");
       POSE_TRY(gemm(G, 0, 1, rr, V, D, h, D, Wlm, D, lg, POSE_F32, V, 0.0f, W32(m, m->lm_b)));
       PC_CU(cudaMemcpyAsync(a->logits + r0 * V, lg, sizeof(float) * (size_t)(rr * V), cudaMemcpyDeviceToHost, s),
             "copy logits");
