@@ -100,8 +100,9 @@ pose_status pose_precision_parse(const char *s, pose_precision *out);
 const char *pose_precision_name(pose_precision p);
 
 /* Incremental decoding with a KV cache (generation, passkey). Positions are explicit as everywhere; keys are rotated
- * once, with the rope state in force at their step (as transformers does for dynamic types). CPU models only for now
- * (a cuda model's cache is POSE_EUNSUPPORTED). */
+ * once, with the rope state in force at their step (as transformers does for dynamic types). A cuda model's cache
+ * lives on its device in bf16 (the rotated k|v rows as its decoder produces them) and its steps run there; a cache
+ * serves only models of the device it was made for. */
 typedef struct pose_kv_cache pose_kv_cache;
 pose_status pose_kv_cache_new(const pose_model *m, int64_t B, int64_t capacity, pose_kv_cache **out);
 void pose_kv_cache_free(pose_kv_cache *kv);

@@ -387,10 +387,11 @@ pose_status pose_model_run(pose_model *m, pose_model_run_args *a) {
                         (long long)a->kv->len, (long long)a->T, (long long)a->kv->cap);
     if (a->kv->layers != c->layers || a->kv->kvdim != m->kvdim)
       return pose_error(POSE_EINVAL, "decode: the cache was made for another model");
+    if ((a->kv->dev_kv != NULL) != (m->gpu != NULL) || (m->gpu && a->kv->dev != m->dev.index))
+      return pose_error(POSE_EINVAL, "decode: the cache was made for a model on another device");
   }
 #ifdef POSE_HAVE_CUDA
   if (m->gpu) {
-    if (a->kv) return pose_error(POSE_EUNSUPPORTED, "decode: KV-cache decoding is not implemented on cuda yet");
     pose_rope_update(m->rope, maxpos);
     return pose_gpu_model_run(m, a);
   }

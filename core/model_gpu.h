@@ -36,7 +36,10 @@ int pose_gpu_model_is_bf16(const pose_model *m);
 /* Host fp32 <-> device bf16 (n elements; RNE to bf16), synchronous. */
 pose_status pose_gpu_bf16_get(int device, const uint16_t *src, int64_t n, float *dst);
 pose_status pose_gpu_bf16_set(int device, uint16_t *dst, int64_t n, const float *src);
-/* One decoder call (pose_model_run's contract, a->kv excepted), after the caller validated the inputs and advanced
+/* Device KV cache of a cuda model (kv->dev_kv; see model_internal.h), and its release (no-op without one). */
+pose_status pose_gpu_kv_alloc(const pose_model *m, pose_kv_cache *kv);
+void pose_gpu_kv_free(pose_kv_cache *kv);
+/* One decoder call (pose_model_run's contract, KV-cache decoding included), after the caller validated the inputs and advanced
  * the rope state. */
 pose_status pose_gpu_model_run(pose_model *m, pose_model_run_args *a);
 

@@ -253,6 +253,25 @@ extern "C" pose_status pose_gpu_bf16_set(int dev, uint16_t *dst, int64_t n, cons
   return st;
 }
 
+extern "C" pose_status pose_gpu_kv_alloc(const pose_model *m, pose_kv_cache *kv) {
+  pose_gpu_model *G = m->gpu;
+  PC_CU(cudaSetDevice(G->dev), "cudaSetDevice");
+  const size_t bytes = sizeof(bf16) * (size_t)(kv->layers * kv->B * kv->cap * 2 * kv->kvdim);
+  pose_status st = galloc(&kv->dev_kv, bytes, G->s);
+  if (st != POSE_OK) return pose_error_prefix(st, "kv cache (%.2f GB on cuda:%d): ", bytes / 1e9, G->dev);
+  kv->dev = G->dev;
+  return POSE_OK;
+}
+
+extern "C" void pose_gpu_kv_free(pose_kv_cache *kv) {
+  if (!kv->dev_kv) return;
+  cudaStream_t s;
+  if (dev_stream(kv->dev, &s) != POSE_OK) return;
+  pc_scratch_free(kv->dev_kv, s);
+  cudaStreamSynchronize(s);
+  kv->dev_kv = NULL;
+}
+
 __global__ void k_fill(float *x, int64_t n, float v) {
   for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) x[i] = v;
 }
@@ -345,6 +364,7 @@ struct bump {
 struct run_ctx {
   int64_t B, T, N;
   int train, rec, logits32;
+  pose_kv_cache *kv; // decoding: append k|v to the cache, attend to it, logits of each row's last token
 };
 
 static void ws_layout(const pose_model *m, const run_ctx &rc, workspace *w, bump *b) {
@@ -472,6 +492,18 @@ static pose_status layer_fwd(pose_model *m, int64_t l, layer_acts *A, const bf16
   pose_cuda_attn_dims d;
   attn_dims(m, l, rc, &d);
   const uint16_t *q = (const uint16_t *)A->q, *k = (const uint16_t *)A->kv, *v = (const uint16_t *)(A->kv + KV);
+  if (rc.kv) { // append this call's rotated k|v rows at len.. of every batch row, then attend over the cache
+    pose_kv_cache *kc = rc.kv;
+    bf16 *cl = (bf16 *)kc->dev_kv + (size_t)(l * kc->B * kc->cap * 2 * KV);
+    PC_CU(cudaMemcpy2DAsync(cl + kc->len * 2 * KV, sizeof(bf16) * (size_t)(kc->cap * 2 * KV), A->kv,
+                            sizeof(bf16) * (size_t)(rc.T * 2 * KV), sizeof(bf16) * (size_t)(rc.T * 2 * KV),
+                            (size_t)rc.B, cudaMemcpyDeviceToDevice, G->s), "kv cache append");
+    d.Tk = kc->len + rc.T;
+    d.q_off = kc->len;
+    d.kv_bstride = kc->cap * 2 * KV;
+    k = (const uint16_t *)cl;
+    v = (const uint16_t *)(cl + KV);
+  }
   POSE_TRY(G->ref_attn ? pose_cuda_attn_ref_fwd(&d, q, k, v, (uint16_t *)A->att, A->lse, G->s)
                        : pose_cuda_attn_fwd(&d, q, k, v, (uint16_t *)A->att, A->lse, G->s));
   if (x1 != x) PC_CU(cudaMemcpyAsync(x1, x, sizeof(bf16) * (size_t)(N * D), cudaMemcpyDeviceToDevice, G->s), "copy");
@@ -550,6 +582,19 @@ static pose_status run_device(pose_model *m, pose_model_run_args *a, const run_c
   POSE_TRY(rms_fwd(m, m->final_w, xL, N, w->hf, w->rsf));
 
   const bf16 *Wlm = WC(m, m->lm_w);
+  if (rc.kv) { // each row's last token: rows (T-1), (2T-1), ... of hf, read with a leading dimension of T*D
+    if (G->bf16 && m->lm_b >= 0)
+      return pose_error(POSE_EUNSUPPORTED, "model: fp32 logits with an LM-head bias under the bf16 policy");
+    float *lg = (float *)w->head;
+    for (int64_t b0 = 0; b0 < rc.B; b0 += w->R) {
+      const int64_t bb = rc.B - b0 < w->R ? rc.B - b0 : w->R;
+      POSE_TRY(gemm(G, 0, 1, bb, V, D, w->hf + (b0 * rc.T + rc.T - 1) * D, rc.T * D, Wlm, D, lg, POSE_F32, V, 0.0f,
+                    W32(m, m->lm_b)));
+      PC_CU(cudaMemcpyAsync(a->logits + b0 * V, lg, sizeof(float) * (size_t)(bb * V), cudaMemcpyDeviceToHost, s),
+            "copy logits");
+    }
+    return POSE_OK;
+  }
   for (int64_t r0 = 0; r0 < N; r0 += w->R) {
     const int64_t rr = N - r0 < w->R ? N - r0 : w->R;
     const bf16 *h = w->hf + r0 * D;
@@ -588,7 +633,9 @@ extern "C" pose_status pose_gpu_model_run(pose_model *m, pose_model_run_args *a)
   pose_gpu_model *G = m->gpu;
   const pose_model_cfg *c = &m->cfg;
   PC_CU(cudaSetDevice(G->dev), "cudaSetDevice");
-  run_ctx rc = {a->B, a->T, a->B * a->T, a->backward, 0, a->logits != NULL};
+  run_ctx rc = {a->B, a->T, a->B * a->T, a->backward, 0, a->logits != NULL, a->kv};
+  if (rc.kv && (rc.train || !a->logits || !rc.kv->dev_kv))
+    return pose_error(POSE_EINVAL, "decode: a cuda decode step needs a device cache and a logits output");
   rc.rec = rc.train && m->recompute == POSE_RECOMPUTE_LAYER;
   if ((a->nll || rc.train) && !a->tgt) return pose_error(POSE_EINVAL, "model: targets are required");
   if (rc.train) POSE_TRY(pose_gpu_model_ensure_grads(m));
@@ -642,6 +689,7 @@ extern "C" pose_status pose_gpu_model_run(pose_model *m, pose_model_run_args *a)
   } else if (st == POSE_OK) {
     cudaError_t e = cudaStreamSynchronize(G->s);
     if (e != cudaSuccess) st = pose_cuda_fail(e, "model run");
+    if (st == POSE_OK && rc.kv) rc.kv->len += rc.T;
   }
   pc_scratch_free(mem, G->s);
   free(w.xs);
