@@ -379,6 +379,8 @@ pose_status pose_model_run(pose_model *m, pose_model_run_args *a) {
   int64_t maxpos;
   POSE_TRY(check_inputs(m, a->ids, a->pos, N, &maxpos));
   if (a->kv) {
+    if ((a->kv->dev_kv != NULL) != (m->gpu != NULL) || (m->gpu && a->kv->dev != m->dev.index))
+      return pose_error(POSE_EINVAL, "decode: the cache was made for a model on another device");
     if (a->kv->B != a->B)
       return pose_error(POSE_EINVAL, "decode: batch %lld differs from the cache's %lld", (long long)a->B,
                         (long long)a->kv->B);
@@ -387,8 +389,6 @@ pose_status pose_model_run(pose_model *m, pose_model_run_args *a) {
                         (long long)a->kv->len, (long long)a->T, (long long)a->kv->cap);
     if (a->kv->layers != c->layers || a->kv->kvdim != m->kvdim)
       return pose_error(POSE_EINVAL, "decode: the cache was made for another model");
-    if ((a->kv->dev_kv != NULL) != (m->gpu != NULL) || (m->gpu && a->kv->dev != m->dev.index))
-      return pose_error(POSE_EINVAL, "decode: the cache was made for a model on another device");
   }
 #ifdef POSE_HAVE_CUDA
   if (m->gpu) {

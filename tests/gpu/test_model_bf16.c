@@ -249,6 +249,7 @@ static void test_state_and_switch(void) {
   size_t ulen = 0;
   CHECK_OK(pose_trainer_load_state(tb, dir, &user, &ulen));
   free(user);
+  CHECK(pose_trainer_steps_done(tb) == 3 && pose_trainer_get_opts(tb)->sr_seed == 99);
   for (int k = 0; k < 2; k++) CHECK_OK(pose_trainer_step(tb, ids, NULL, NULL, 2, 48, &lb[k], NULL, NULL));
   printf("  resumed: steps 4-5 loss %.7f %.7f vs uninterrupted %.7f %.7f\n", lb[0], lb[1], la[3], la[4]);
   CHECK(lb[0] == la[3] && lb[1] == la[4]);
