@@ -414,3 +414,32 @@ pose_status pose_recompute_parse(const char *s, pose_recompute *out) {
   else return pose_error(POSE_EINVAL, "unknown recompute policy '%s' (none, layer)", s);
   return POSE_OK;
 }
+
+pose_status pose_model_set_precision(pose_model *m, pose_precision p) {
+  if (p != POSE_PRECISION_FP32_MASTER && p != POSE_PRECISION_BF16)
+    return pose_error(POSE_EINVAL, "model: unknown precision policy %d", (int)p);
+#ifdef POSE_HAVE_CUDA
+  if (m->gpu) return pose_gpu_model_set_bf16(m, p == POSE_PRECISION_BF16);
+#endif
+  if (p == POSE_PRECISION_BF16)
+    return pose_error(POSE_EUNSUPPORTED, "model: precision \"bf16\" needs a cuda model (the cpu trains in fp32)");
+  return POSE_OK;
+}
+
+pose_precision pose_model_get_precision(const pose_model *m) {
+#ifdef POSE_HAVE_CUDA
+  if (m->gpu && pose_gpu_model_is_bf16(m)) return POSE_PRECISION_BF16;
+#else
+  (void)m;
+#endif
+  return POSE_PRECISION_FP32_MASTER;
+}
+
+pose_status pose_precision_parse(const char *s, pose_precision *out) {
+  if (!strcmp(s, "fp32-master")) *out = POSE_PRECISION_FP32_MASTER;
+  else if (!strcmp(s, "bf16")) *out = POSE_PRECISION_BF16;
+  else return pose_error(POSE_EINVAL, "unknown precision policy '%s' (fp32-master, bf16)", s);
+  return POSE_OK;
+}
+
+const char *pose_precision_name(pose_precision p) { return p == POSE_PRECISION_BF16 ? "bf16" : "fp32-master"; }

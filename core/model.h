@@ -86,9 +86,23 @@ pose_recompute pose_model_get_recompute(const pose_model *m);
 /* "none" / "layer" */
 pose_status pose_recompute_parse(const char *s, pose_recompute *out);
 
+/* Training precision policy of a cuda model. FP32_MASTER (default): fp32 master weights, bf16 compute copies, fp32
+ * gradients and fp32 AdamW moments (18 bytes per parameter). BF16: the bf16 weights are the weights (the masters are
+ * dropped, rounding them to nearest), gradients stay fp32, AdamW moments are bf16 and the update rounds w, m and v
+ * stochastically (Philox, reproducible from pose_trainer_opts.sr_seed and the step): 10 bytes per parameter. Set it
+ * before creating a trainer (a trainer keeps the policy it was created with and refuses a change). On the cpu only
+ * FP32_MASTER exists (BF16 is POSE_EUNSUPPORTED). */
+typedef enum { POSE_PRECISION_FP32_MASTER = 0, POSE_PRECISION_BF16 } pose_precision;
+pose_status pose_model_set_precision(pose_model *m, pose_precision p);
+pose_precision pose_model_get_precision(const pose_model *m);
+/* "fp32-master" / "bf16" */
+pose_status pose_precision_parse(const char *s, pose_precision *out);
+const char *pose_precision_name(pose_precision p);
+
 /* Incremental decoding with a KV cache (generation, passkey). Positions are explicit as everywhere; keys are rotated
- * once, with the rope state in force at their step (as transformers does for dynamic types). CPU models only for now
- * (a cuda model's cache is POSE_EUNSUPPORTED). */
+ * once, with the rope state in force at their step (as transformers does for dynamic types). A cuda model's cache
+ * lives on its device in bf16 (the rotated k|v rows as its decoder produces them) and its steps run there; a cache
+ * serves only models of the device it was made for. */
 typedef struct pose_kv_cache pose_kv_cache;
 pose_status pose_kv_cache_new(const pose_model *m, int64_t B, int64_t capacity, pose_kv_cache **out);
 void pose_kv_cache_free(pose_kv_cache *kv);

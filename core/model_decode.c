@@ -4,21 +4,37 @@
 #include <stdlib.h>
 
 #include "model_internal.h"
+#ifdef POSE_HAVE_CUDA
+#include "model_gpu.h"
+#endif
 
 pose_status pose_kv_cache_new(const pose_model *m, int64_t B, int64_t capacity, pose_kv_cache **out) {
   *out = NULL;
   if (B < 1 || capacity < 1)
     return pose_error(POSE_EINVAL, "kv cache: batch %lld and capacity %lld must be positive", (long long)B,
                       (long long)capacity);
-  if (m->dev.type != POSE_CPU)
-    return pose_error(POSE_EUNSUPPORTED, "kv cache: decoding (generation) runs on cpu models only for now; load a cpu "
-                      "copy of the model for m:generate");
   pose_kv_cache *kv = calloc(1, sizeof *kv);
   if (!kv) return pose_error(POSE_ENOMEM, "kv cache: out of memory");
   kv->B = B;
   kv->cap = capacity;
   kv->layers = m->cfg.layers;
   kv->kvdim = m->kvdim;
+  kv->dev = -1;
+#ifdef POSE_HAVE_CUDA
+  if (m->gpu) { /* the cache lives beside the weights, in bf16 */
+    pose_status st = pose_gpu_kv_alloc(m, kv);
+    if (st != POSE_OK) {
+      pose_kv_cache_free(kv);
+      return st;
+    }
+    *out = kv;
+    return POSE_OK;
+  }
+#endif
+  if (m->dev.type != POSE_CPU) {
+    free(kv);
+    return pose_error(POSE_EUNSUPPORTED, "kv cache: this build has no CUDA backend");
+  }
   size_t n = (size_t)(kv->layers * B * capacity * kv->kvdim);
   kv->k = malloc(n * sizeof(float));
   kv->v = malloc(n * sizeof(float));
@@ -32,6 +48,9 @@ pose_status pose_kv_cache_new(const pose_model *m, int64_t B, int64_t capacity, 
 
 void pose_kv_cache_free(pose_kv_cache *kv) {
   if (!kv) return;
+#ifdef POSE_HAVE_CUDA
+  pose_gpu_kv_free(kv);
+#endif
   free(kv->k);
   free(kv->v);
   free(kv);

@@ -379,6 +379,8 @@ pose_status pose_model_run(pose_model *m, pose_model_run_args *a) {
   int64_t maxpos;
   POSE_TRY(check_inputs(m, a->ids, a->pos, N, &maxpos));
   if (a->kv) {
+    if ((a->kv->dev_kv != NULL) != (m->gpu != NULL) || (m->gpu && a->kv->dev != m->dev.index))
+      return pose_error(POSE_EINVAL, "decode: the cache was made for a model on another device");
     if (a->kv->B != a->B)
       return pose_error(POSE_EINVAL, "decode: batch %lld differs from the cache's %lld", (long long)a->B,
                         (long long)a->kv->B);
@@ -390,7 +392,6 @@ pose_status pose_model_run(pose_model *m, pose_model_run_args *a) {
   }
 #ifdef POSE_HAVE_CUDA
   if (m->gpu) {
-    if (a->kv) return pose_error(POSE_EUNSUPPORTED, "decode: KV-cache decoding is not implemented on cuda yet");
     pose_rope_update(m->rope, maxpos);
     return pose_gpu_model_run(m, a);
   }

@@ -29,11 +29,23 @@ pose_status pose_gpu_model_init_weights(pose_model *m, uint64_t seed);
 /* Host <-> device copies of one parameter (set refreshes its bf16 copy); which: 0 weights, 1 gradient. */
 pose_status pose_gpu_param_get(pose_model *m, size_t i, int which, float *dst);
 pose_status pose_gpu_param_set(pose_model *m, size_t i, const float *src);
-/* One decoder call (pose_model_run's contract, a->kv excepted), after the caller validated the inputs and advanced
+/* Pure-bf16 training policy (on = 1): the bf16 copies become the weights and the fp32 masters are freed (params'
+ * w NULL); on = 0 rebuilds fp32 masters from them. Gradients stay fp32. */
+pose_status pose_gpu_model_set_bf16(pose_model *m, int on);
+int pose_gpu_model_is_bf16(const pose_model *m);
+/* Host fp32 <-> device bf16 (n elements; RNE to bf16), synchronous. */
+pose_status pose_gpu_bf16_get(int device, const uint16_t *src, int64_t n, float *dst);
+pose_status pose_gpu_bf16_set(int device, uint16_t *dst, int64_t n, const float *src);
+/* Device KV cache of a cuda model (kv->dev_kv; see model_internal.h), and its release (no-op without one). */
+pose_status pose_gpu_kv_alloc(const pose_model *m, pose_kv_cache *kv);
+void pose_gpu_kv_free(pose_kv_cache *kv);
+/* One decoder call (pose_model_run's contract, KV-cache decoding included), after the caller validated the inputs and advanced
  * the rope state. */
 pose_status pose_gpu_model_run(pose_model *m, pose_model_run_args *a);
 
-/* ---- optimizer state on the device (the trainer's AdamW when the parameters live on a GPU) ---------------------- */
+/* ---- optimizer state on the device (the trainer's AdamW when the parameters live on a GPU) ----------------------
+ * Parameters without fp32 masters (w NULL: the pure-bf16 policy) get bf16 moments and the stochastic-rounding AdamW
+ * (Philox key opts->sr_seed, counter (element, step * n + parameter index)); the get/set functions convert. */
 typedef struct pose_gpu_optim pose_gpu_optim;
 pose_status pose_gpu_optim_new(int device, pose_param *const *ps, size_t n, pose_gpu_optim **out);
 void pose_gpu_optim_free(pose_gpu_optim *o);

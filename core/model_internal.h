@@ -72,7 +72,10 @@ pose_status pose_model_run(pose_model *m, pose_model_run_args *a);
 
 struct pose_kv_cache {
   int64_t B, cap, len, layers, kvdim;
-  float *k, *v; /* [layers][B][cap][kvdim], keys already rotated */
+  float *k, *v; /* [layers][B][cap][kvdim], keys already rotated (cpu models; NULL for cuda models) */
+  void *dev_kv;  /* cuda models: bf16 [layers][B][cap][2*kvdim] on the model's device, each token's rotated key then
+                  * its value (the layout of the decoder's fused k|v GEMM output); NULL on the cpu */
+  int dev;       /* device index of dev_kv */
 };
 
 #endif

@@ -132,7 +132,8 @@ pose_status pose_trainer_new_trainable(const pose_trainable *tb, const pose_trai
 #endif
   for (size_t i = 0; i < np; i++) {
     pose_param *p = tb->param(tb->ctx, i);
-    if (!p || !p->w || !p->g || p->numel < 0) {
+    /* a cuda model under the pure-bf16 policy has no fp32 weights: its bf16 weights are w_bf16 */
+    if (!p || !(p->w || (on_gpu && p->w_bf16)) || !p->g || p->numel < 0) {
       pose_trainer_free(t);
       return pose_error(POSE_EINVAL, "trainer: parameter %zu has no weights or gradient", i);
     }

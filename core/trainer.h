@@ -37,6 +37,7 @@ typedef struct {
   int64_t steps;     /* total steps (needed by linear/cosine decay; 0 = unset) */
   pose_schedule schedule;
   int accum;         /* micro-batches per optimizer step */
+  uint64_t sr_seed;  /* pure-bf16 cuda models: Philox key of AdamW's stochastic rounding (default 0) */
 } pose_trainer_opts;
 
 void pose_trainer_defaults(pose_trainer_opts *o);

@@ -81,6 +81,10 @@ static cJSON *opts_json(const pose_trainer_opts *o) {
   cJSON_AddNumberToObject(j, "steps", (double)o->steps);
   cJSON_AddStringToObject(j, "schedule", pose_schedule_name(o->schedule));
   cJSON_AddNumberToObject(j, "accum", o->accum);
+  /* a decimal string: a double would not hold every 64-bit seed */
+  char seed[24];
+  snprintf(seed, sizeof seed, "%llu", (unsigned long long)o->sr_seed);
+  cJSON_AddStringToObject(j, "sr_seed", seed);
   return j;
 }
 
@@ -202,6 +206,15 @@ static pose_status parse_opts(const cJSON *j, const char *path, pose_trainer_opt
   o->warmup = (int64_t)warmup;
   o->steps = (int64_t)steps;
   o->accum = (int)accum;
+  /* optional (states written before the pure-bf16 policy have none: 0) */
+  const cJSON *sr = cJSON_GetObjectItemCaseSensitive(j, "sr_seed");
+  o->sr_seed = 0;
+  if (sr) {
+    char *end = NULL;
+    if (!cJSON_IsString(sr) || !sr->valuestring[0] || sr->valuestring[0] == '-' ||
+        (o->sr_seed = strtoull(sr->valuestring, &end, 10), *end))
+      return pose_error(POSE_EFORMAT, "trainer state '%s': bad \"sr_seed\" in \"opts\"", path);
+  }
   const cJSON *s = cJSON_GetObjectItemCaseSensitive(j, "schedule");
   if (!cJSON_IsString(s) || pose_schedule_parse(s->valuestring, &o->schedule) != POSE_OK)
     return pose_error(POSE_EFORMAT, "trainer state '%s': bad \"schedule\" in \"opts\"", path);
@@ -311,6 +324,7 @@ pose_status pose_trainer_load_state(pose_trainer *t, const char *dir, void **use
     goto done;
   }
   pose_trainer_opts o;
+  pose_trainer_defaults(&o);
   if ((st = parse_opts(cJSON_GetObjectItemCaseSensitive(root, "opts"), path, &o))) goto done;
   uint64_t data_bytes = 0;
   if ((st = check_params(t, cJSON_GetObjectItemCaseSensitive(root, "params"), path, &data_bytes))) goto done;

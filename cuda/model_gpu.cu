@@ -79,10 +79,14 @@ struct pose_gpu_model {
   bf16 *wc;         // bf16 compute copies
   float *inv_freq;  // [rot/2]
   int ref_attn;     // head dim other than 64/128: the reference attention kernels
+  int bf16;         // pure-bf16 policy: no fp32 masters (w == NULL); wc is the weights (pose_gpu_model_set_bf16)
 };
 
 static inline const bf16 *WC(pose_model *m, int i) { return i < 0 ? NULL : (const bf16 *)m->params[i].w_bf16; }
 static inline const float *W32(pose_model *m, int i) { return i < 0 ? NULL : m->params[i].w; }
+// norm weights: the fp32 masters, or under the pure-bf16 policy the bf16 weights themselves
+static inline const void *NW(pose_model *m, int i) { return m->gpu->bf16 ? (const void *)WC(m, i) : (const void *)W32(m, i); }
+static inline pose_dtype NWDT(const pose_model *m) { return m->gpu->bf16 ? POSE_BF16 : POSE_F32; }
 static inline float *G32(pose_model *m, int i) { return i < 0 ? NULL : m->params[i].g; }
 
 static pose_status check_supported(const pose_model *m) {
@@ -191,6 +195,83 @@ extern "C" pose_status pose_gpu_model_zero_grad(pose_model *m) {
   return POSE_OK;
 }
 
+// Pure-bf16 policy <-> fp32 masters. To bf16: the bf16 copies (RNE of the masters) become the weights and the fp32
+// arena is freed (memory per parameter: 2 bytes of weights instead of 6). Back: masters rebuilt from the bf16
+// weights. The trainer's moments follow the policy in force when the trainer is created.
+extern "C" pose_status pose_gpu_model_set_bf16(pose_model *m, int on) {
+  pose_gpu_model *G = m->gpu;
+  on = on != 0;
+  if (G->bf16 == on) return POSE_OK;
+  PC_CU(cudaSetDevice(G->dev), "cudaSetDevice");
+  if (on) {
+    PC_CU(cudaStreamSynchronize(G->s), "model");
+    pc_scratch_free(G->w, G->s);
+    G->w = NULL;
+    for (size_t i = 0; i < m->n_params; i++) m->params[i].w = NULL;
+  } else {
+    pose_status st = galloc((void **)&G->w, G->numel * sizeof(float), G->s);
+    if (st != POSE_OK) return pose_error_prefix(st, "model: fp32 master weights (%.2f GB): ", G->numel * 4.0 / 1e9);
+    POSE_TRY(pose_cuda_convert(G->w, POSE_F32, G->wc, POSE_BF16, (int64_t)G->numel, G->s));
+    for (size_t i = 0; i < m->n_params; i++) m->params[i].w = G->w + G->off[i];
+    PC_CU(cudaStreamSynchronize(G->s), "model");
+  }
+  G->bf16 = on;
+  return POSE_OK;
+}
+
+extern "C" int pose_gpu_model_is_bf16(const pose_model *m) { return m->gpu && m->gpu->bf16; }
+
+// host fp32 <-> device bf16 through a device fp32 staging buffer (RNE on the way in)
+extern "C" pose_status pose_gpu_bf16_get(int dev, const uint16_t *src, int64_t n, float *dst) {
+  cudaStream_t s;
+  POSE_TRY(dev_stream(dev, &s));
+  if (n <= 0) return POSE_OK;
+  float *tmp = NULL;
+  POSE_TRY(pc_scratch_alloc((void **)&tmp, sizeof(float) * (size_t)n, s));
+  pose_status st = pose_cuda_convert(tmp, POSE_F32, src, POSE_BF16, n, s);
+  cudaError_t e = st == POSE_OK ? cudaMemcpyAsync(dst, tmp, sizeof(float) * (size_t)n, cudaMemcpyDeviceToHost, s)
+                                : cudaSuccess;
+  pc_scratch_free(tmp, s);
+  if (e == cudaSuccess) e = cudaStreamSynchronize(s);
+  if (st == POSE_OK && e != cudaSuccess) st = pose_cuda_fail(e, "copy to host");
+  return st;
+}
+
+extern "C" pose_status pose_gpu_bf16_set(int dev, uint16_t *dst, int64_t n, const float *src) {
+  cudaStream_t s;
+  POSE_TRY(dev_stream(dev, &s));
+  if (n <= 0) return POSE_OK;
+  float *tmp = NULL;
+  POSE_TRY(pc_scratch_alloc((void **)&tmp, sizeof(float) * (size_t)n, s));
+  pose_status st = POSE_OK;
+  cudaError_t e = cudaMemcpyAsync(tmp, src, sizeof(float) * (size_t)n, cudaMemcpyHostToDevice, s);
+  if (e != cudaSuccess) st = pose_cuda_fail(e, "copy to device");
+  if (st == POSE_OK) st = pose_cuda_convert(dst, POSE_BF16, tmp, POSE_F32, n, s);
+  pc_scratch_free(tmp, s);
+  e = cudaStreamSynchronize(s);
+  if (st == POSE_OK && e != cudaSuccess) st = pose_cuda_fail(e, "copy to device");
+  return st;
+}
+
+extern "C" pose_status pose_gpu_kv_alloc(const pose_model *m, pose_kv_cache *kv) {
+  pose_gpu_model *G = m->gpu;
+  PC_CU(cudaSetDevice(G->dev), "cudaSetDevice");
+  const size_t bytes = sizeof(bf16) * (size_t)(kv->layers * kv->B * kv->cap * 2 * kv->kvdim);
+  pose_status st = galloc(&kv->dev_kv, bytes, G->s);
+  if (st != POSE_OK) return pose_error_prefix(st, "kv cache (%.2f GB on cuda:%d): ", bytes / 1e9, G->dev);
+  kv->dev = G->dev;
+  return POSE_OK;
+}
+
+extern "C" void pose_gpu_kv_free(pose_kv_cache *kv) {
+  if (!kv->dev_kv) return;
+  cudaStream_t s;
+  if (dev_stream(kv->dev, &s) != POSE_OK) return;
+  pc_scratch_free(kv->dev_kv, s);
+  cudaStreamSynchronize(s);
+  kv->dev_kv = NULL;
+}
+
 __global__ void k_fill(float *x, int64_t n, float v) {
   for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) x[i] = v;
 }
@@ -201,6 +282,7 @@ extern "C" pose_status pose_gpu_model_init_weights(pose_model *m, uint64_t seed)
   // the CPU computes fl32(std_f32 * z_f32); std as the float it is there makes the device's double product round to
   // the same value
   const double stdf = (double)(float)m->cfg.init_range;
+  if (G->bf16) return pose_error(POSE_EINVAL, "model: initialise the weights before switching to the bf16 policy");
   for (size_t i = 0; i < m->n_params; i++) {
     pose_param *p = &m->params[i];
     switch (m->kinds[i]) {
@@ -233,6 +315,7 @@ extern "C" pose_status pose_gpu_param_get(pose_model *m, size_t i, int which, fl
     memset(dst, 0, bytes);
     return POSE_OK;
   }
+  if (which == 0 && G->bf16) return pose_gpu_bf16_get(G->dev, (const uint16_t *)p->w_bf16, p->numel, dst);
   PC_CU(cudaMemcpyAsync(dst, which ? p->g : p->w, bytes, cudaMemcpyDeviceToHost, G->s), "copy to host");
   PC_CU(cudaStreamSynchronize(G->s), "copy to host");
   return POSE_OK;
@@ -242,6 +325,7 @@ extern "C" pose_status pose_gpu_param_set(pose_model *m, size_t i, const float *
   pose_gpu_model *G = m->gpu;
   pose_param *p = &m->params[i];
   PC_CU(cudaSetDevice(G->dev), "cudaSetDevice");
+  if (G->bf16) return pose_gpu_bf16_set(G->dev, (uint16_t *)p->w_bf16, p->numel, src);
   PC_CU(cudaMemcpyAsync(p->w, src, sizeof(float) * (size_t)p->numel, cudaMemcpyHostToDevice, G->s), "copy to device");
   POSE_TRY(pose_cuda_convert(p->w_bf16, POSE_BF16, p->w, POSE_F32, p->numel, G->s));
   PC_CU(cudaStreamSynchronize(G->s), "copy to device");
@@ -280,6 +364,7 @@ struct bump {
 struct run_ctx {
   int64_t B, T, N;
   int train, rec, logits32;
+  pose_kv_cache *kv; // decoding: append k|v to the cache, attend to it, logits of each row's last token
 };
 
 static void ws_layout(const pose_model *m, const run_ctx &rc, workspace *w, bump *b) {
@@ -364,14 +449,14 @@ static pose_status bias_grad(pose_gpu_model *G, const bf16 *dy, int64_t ld, int6
 // ---- blocks ------------------------------------------------------------------------------------------------------
 
 static pose_status rms_fwd(pose_model *m, int w_idx, const bf16 *x, int64_t N, bf16 *y, float *rs) {
-  return pose_cuda_norm_fwd(1, x, POSE_BF16, W32(m, w_idx), NULL, POSE_F32, (float)m->cfg.norm_eps, N, m->cfg.hidden,
+  return pose_cuda_norm_fwd(1, x, POSE_BF16, NW(m, w_idx), NULL, NWDT(m), (float)m->cfg.norm_eps, N, m->cfg.hidden,
                             y, NULL, rs, m->gpu->s);
 }
 
 // dx (+)= the gradient at the norm's input; the norm weight's gradient is added to its fp32 slot
 static pose_status rms_bwd(pose_model *m, int w_idx, const bf16 *x, const float *rs, const bf16 *dy, int64_t N,
                            bf16 *dx, int acc) {
-  return pose_cuda_norm_bwd(1, x, POSE_BF16, W32(m, w_idx), POSE_F32, NULL, rs, dy, N, m->cfg.hidden, dx, acc,
+  return pose_cuda_norm_bwd(1, x, POSE_BF16, NW(m, w_idx), NWDT(m), NULL, rs, dy, N, m->cfg.hidden, dx, acc,
                             G32(m, w_idx), NULL, m->gpu->s);
 }
 
@@ -407,6 +492,18 @@ static pose_status layer_fwd(pose_model *m, int64_t l, layer_acts *A, const bf16
   pose_cuda_attn_dims d;
   attn_dims(m, l, rc, &d);
   const uint16_t *q = (const uint16_t *)A->q, *k = (const uint16_t *)A->kv, *v = (const uint16_t *)(A->kv + KV);
+  if (rc.kv) { // append this call's rotated k|v rows at len.. of every batch row, then attend over the cache
+    pose_kv_cache *kc = rc.kv;
+    bf16 *cl = (bf16 *)kc->dev_kv + (size_t)(l * kc->B * kc->cap * 2 * KV);
+    PC_CU(cudaMemcpy2DAsync(cl + kc->len * 2 * KV, sizeof(bf16) * (size_t)(kc->cap * 2 * KV), A->kv,
+                            sizeof(bf16) * (size_t)(rc.T * 2 * KV), sizeof(bf16) * (size_t)(rc.T * 2 * KV),
+                            (size_t)rc.B, cudaMemcpyDeviceToDevice, G->s), "kv cache append");
+    d.Tk = kc->len + rc.T;
+    d.q_off = kc->len;
+    d.kv_bstride = kc->cap * 2 * KV;
+    k = (const uint16_t *)cl;
+    v = (const uint16_t *)(cl + KV);
+  }
   POSE_TRY(G->ref_attn ? pose_cuda_attn_ref_fwd(&d, q, k, v, (uint16_t *)A->att, A->lse, G->s)
                        : pose_cuda_attn_fwd(&d, q, k, v, (uint16_t *)A->att, A->lse, G->s));
   if (x1 != x) PC_CU(cudaMemcpyAsync(x1, x, sizeof(bf16) * (size_t)(N * D), cudaMemcpyDeviceToDevice, G->s), "copy");
@@ -485,11 +582,26 @@ static pose_status run_device(pose_model *m, pose_model_run_args *a, const run_c
   POSE_TRY(rms_fwd(m, m->final_w, xL, N, w->hf, w->rsf));
 
   const bf16 *Wlm = WC(m, m->lm_w);
+  if (rc.kv) { // each row's last token: rows (T-1), (2T-1), ... of hf, read with a leading dimension of T*D
+    if (G->bf16 && m->lm_b >= 0)
+      return pose_error(POSE_EUNSUPPORTED, "model: fp32 logits with an LM-head bias under the bf16 policy");
+    float *lg = (float *)w->head;
+    for (int64_t b0 = 0; b0 < rc.B; b0 += w->R) {
+      const int64_t bb = rc.B - b0 < w->R ? rc.B - b0 : w->R;
+      POSE_TRY(gemm(G, 0, 1, bb, V, D, w->hf + (b0 * rc.T + rc.T - 1) * D, rc.T * D, Wlm, D, lg, POSE_F32, V, 0.0f,
+                    W32(m, m->lm_b)));
+      PC_CU(cudaMemcpyAsync(a->logits + b0 * V, lg, sizeof(float) * (size_t)(bb * V), cudaMemcpyDeviceToHost, s),
+            "copy logits");
+    }
+    return POSE_OK;
+  }
   for (int64_t r0 = 0; r0 < N; r0 += w->R) {
     const int64_t rr = N - r0 < w->R ? N - r0 : w->R;
     const bf16 *h = w->hf + r0 * D;
     if (a->logits) { // fp32 logits straight out of the GEMM, then to the host
       float *lg = (float *)w->head;
+      if (G->bf16 && m->lm_b >= 0)
+        return pose_error(POSE_EUNSUPPORTED, "model: fp32 logits with an LM-head bias under the bf16 policy");
       POSE_TRY(gemm(G, 0, 1, rr, V, D, h, D, Wlm, D, lg, POSE_F32, V, 0.0f, W32(m, m->lm_b)));
       PC_CU(cudaMemcpyAsync(a->logits + r0 * V, lg, sizeof(float) * (size_t)(rr * V), cudaMemcpyDeviceToHost, s),
             "copy logits");
@@ -521,7 +633,9 @@ extern "C" pose_status pose_gpu_model_run(pose_model *m, pose_model_run_args *a)
   pose_gpu_model *G = m->gpu;
   const pose_model_cfg *c = &m->cfg;
   PC_CU(cudaSetDevice(G->dev), "cudaSetDevice");
-  run_ctx rc = {a->B, a->T, a->B * a->T, a->backward, 0, a->logits != NULL};
+  run_ctx rc = {a->B, a->T, a->B * a->T, a->backward, 0, a->logits != NULL, a->kv};
+  if (rc.kv && (rc.train || !a->logits || !rc.kv->dev_kv))
+    return pose_error(POSE_EINVAL, "decode: a cuda decode step needs a device cache and a logits output");
   rc.rec = rc.train && m->recompute == POSE_RECOMPUTE_LAYER;
   if ((a->nll || rc.train) && !a->tgt) return pose_error(POSE_EINVAL, "model: targets are required");
   if (rc.train) POSE_TRY(pose_gpu_model_ensure_grads(m));
@@ -575,6 +689,7 @@ extern "C" pose_status pose_gpu_model_run(pose_model *m, pose_model_run_args *a)
   } else if (st == POSE_OK) {
     cudaError_t e = cudaStreamSynchronize(G->s);
     if (e != cudaSuccess) st = pose_cuda_fail(e, "model run");
+    if (st == POSE_OK && rc.kv) rc.kv->len += rc.T;
   }
   pc_scratch_free(mem, G->s);
   free(w.xs);

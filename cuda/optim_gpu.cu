@@ -17,8 +17,9 @@ struct pose_gpu_optim {
   int dev;
   cudaStream_t s;
   size_t n;
-  float *arena;            // m and v of every parameter
-  float **m, **v;
+  int bf16;                // pure-bf16 policy: moments in bf16 (uint16_t), SR AdamW on the bf16 weights
+  void *arena;             // m and v of every parameter
+  void **m, **v;
   float *dnorm, *dcoef;    // device scalars: last gradient norm, clip coefficient
   const void **gptr;       // host array of device gradient pointers (for the norm)
   int64_t *numel;
@@ -45,30 +46,38 @@ extern "C" pose_status pose_gpu_optim_new(int device, pose_param *const *ps, siz
   if (!o) return pose_error(POSE_ENOMEM, "trainer: out of memory");
   o->dev = device;
   o->n = n;
-  o->m = (float **)calloc(n, sizeof(float *));
-  o->v = (float **)calloc(n, sizeof(float *));
+  o->m = (void **)calloc(n, sizeof(void *));
+  o->v = (void **)calloc(n, sizeof(void *));
+  // the policy is the parameters': all with fp32 masters, or none
+  for (size_t i = 0; i < n; i++) o->bf16 |= ps[i]->w == NULL;
+  for (size_t i = 0; i < n; i++)
+    if ((ps[i]->w == NULL) != o->bf16) {
+      pose_gpu_optim_free(o);
+      return pose_error(POSE_EINVAL, "trainer: parameters mix fp32 masters and the pure-bf16 policy");
+    }
+  const size_t elt = o->bf16 ? 2 : 4;
   o->gptr = (const void **)calloc(n, sizeof(void *));
   o->numel = (int64_t *)calloc(n, sizeof(int64_t));
   pose_status st = (o->m && o->v && o->gptr && o->numel) ? POSE_OK : pose_error(POSE_ENOMEM, "trainer: out of memory");
   if (st == POSE_OK) st = pc_device_stream(device, &o->s);
   size_t total = 0;
   for (size_t i = 0; i < n; i++) total += ((size_t)ps[i]->numel + 63) / 64 * 64;
-  if (st == POSE_OK) st = pc_scratch_alloc((void **)&o->arena, 2 * (total ? total : 64) * sizeof(float), o->s);
+  if (st == POSE_OK) st = pc_scratch_alloc((void **)&o->arena, 2 * (total ? total : 64) * elt, o->s);
   if (st == POSE_OK) st = pc_scratch_alloc((void **)&o->dnorm, 2 * sizeof(float), o->s);
   if (st != POSE_OK) {
     pose_gpu_optim_free(o);
-    return pose_error_prefix(st, "trainer: AdamW moments (%.2f GB) on cuda:%d: ", total * 8.0 / 1e9, device);
+    return pose_error_prefix(st, "trainer: AdamW moments (%.2f GB) on cuda:%d: ", total * 2.0 * elt / 1e9, device);
   }
   o->dcoef = o->dnorm + 1;
   size_t off = 0;
   for (size_t i = 0; i < n; i++) {
-    o->m[i] = o->arena + off;
-    o->v[i] = o->arena + total + off;
+    o->m[i] = (char *)o->arena + off * elt;
+    o->v[i] = (char *)o->arena + (total + off) * elt;
     o->gptr[i] = ps[i]->g;
     o->numel[i] = ps[i]->numel;
     off += ((size_t)ps[i]->numel + 63) / 64 * 64;
   }
-  cudaError_t e = cudaMemsetAsync(o->arena, 0, 2 * (total ? total : 64) * sizeof(float), o->s);
+  cudaError_t e = cudaMemsetAsync(o->arena, 0, 2 * (total ? total : 64) * elt, o->s);
   if (e == cudaSuccess) e = cudaStreamSynchronize(o->s);
   if (e != cudaSuccess) {
     pose_gpu_optim_free(o);
@@ -118,7 +127,14 @@ extern "C" pose_status pose_gpu_optim_update(pose_gpu_optim *o, pose_param *cons
     if (p->numel == 0) continue;
     pose_cuda_adamw_coefs c;
     pose_cuda_adamw_coefs_init(&c, lr, opts->beta1, opts->beta2, opts->eps, p->decay ? opts->weight_decay : 0.0, step);
-    POSE_TRY(pose_cuda_adamw(p->w, p->g, o->m[i], o->v[i], (uint16_t *)p->w_bf16, p->numel, &c, gscale, o->s));
+    if ((p->w == NULL) != o->bf16)
+      return pose_error(POSE_EINVAL, "trainer: the model's precision policy changed after the trainer was created");
+    if (o->bf16)
+      POSE_TRY(pose_cuda_adamw_bf16((uint16_t *)p->w_bf16, p->g, POSE_F32, (uint16_t *)o->m[i], (uint16_t *)o->v[i],
+                                    p->numel, &c, gscale, opts->sr_seed, (uint64_t)step * o->n + i, o->s));
+    else
+      POSE_TRY(pose_cuda_adamw(p->w, p->g, (float *)o->m[i], (float *)o->v[i], (uint16_t *)p->w_bf16, p->numel, &c,
+                               gscale, o->s));
   }
   return POSE_OK;
 }
@@ -133,12 +149,22 @@ static pose_status copy_sync(int dev, cudaStream_t s, void *dst, const void *src
 
 extern "C" pose_status pose_gpu_optim_get(pose_gpu_optim *o, size_t i, int64_t numel, float *m, float *v) {
   if (i >= o->n) return pose_error(POSE_EINVAL, "trainer: parameter %zu out of range", i);
+  if (o->bf16) {
+    if (m) POSE_TRY(pose_gpu_bf16_get(o->dev, (const uint16_t *)o->m[i], numel, m));
+    if (v) POSE_TRY(pose_gpu_bf16_get(o->dev, (const uint16_t *)o->v[i], numel, v));
+    return POSE_OK;
+  }
   POSE_TRY(copy_sync(o->dev, o->s, m, o->m[i], sizeof(float) * (size_t)numel, cudaMemcpyDeviceToHost));
   return copy_sync(o->dev, o->s, v, o->v[i], sizeof(float) * (size_t)numel, cudaMemcpyDeviceToHost);
 }
 
 extern "C" pose_status pose_gpu_optim_set(pose_gpu_optim *o, size_t i, int64_t numel, const float *m, const float *v) {
   if (i >= o->n) return pose_error(POSE_EINVAL, "trainer: parameter %zu out of range", i);
+  if (o->bf16) {
+    if (m) POSE_TRY(pose_gpu_bf16_set(o->dev, (uint16_t *)o->m[i], numel, m));
+    if (v) POSE_TRY(pose_gpu_bf16_set(o->dev, (uint16_t *)o->v[i], numel, v));
+    return POSE_OK;
+  }
   if (m) POSE_TRY(copy_sync(o->dev, o->s, o->m[i], m, sizeof(float) * (size_t)numel, cudaMemcpyHostToDevice));
   if (v) POSE_TRY(copy_sync(o->dev, o->s, o->v[i], v, sizeof(float) * (size_t)numel, cudaMemcpyHostToDevice));
   return POSE_OK;
@@ -147,12 +173,14 @@ extern "C" pose_status pose_gpu_optim_set(pose_gpu_optim *o, size_t i, int64_t n
 extern "C" pose_status pose_gpu_weights_get(int device, const pose_param *p, float *dst) {
   cudaStream_t s;
   POSE_TRY(pc_device_stream(device, &s));
+  if (!p->w) return pose_gpu_bf16_get(device, (const uint16_t *)p->w_bf16, p->numel, dst);
   return copy_sync(device, s, dst, p->w, sizeof(float) * (size_t)p->numel, cudaMemcpyDeviceToHost);
 }
 
 extern "C" pose_status pose_gpu_weights_set(int device, pose_param *p, const float *src) {
   cudaStream_t s;
   POSE_TRY(pc_device_stream(device, &s));
+  if (!p->w) return pose_gpu_bf16_set(device, (uint16_t *)p->w_bf16, p->numel, src);
   POSE_TRY(copy_sync(device, s, p->w, src, sizeof(float) * (size_t)p->numel, cudaMemcpyHostToDevice));
   if (p->w_bf16) {
     POSE_TRY(pose_cuda_convert(p->w_bf16, POSE_BF16, p->w, POSE_F32, p->numel, s));

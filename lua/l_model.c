@@ -3,6 +3,8 @@
  *     device "cpu" (default) or "cuda[:N]"; dtype: the compute type, "f32" on the cpu, "bf16" on cuda (fp32 master
  *     weights); recompute "none" | "layer" (training activations kept, or recomputed per layer; cuda)
  *   m:device() -> "cpu" | "cuda:N"   m:set_recompute("none" | "layer")
+ *   precision= (load/init, cuda): "fp32-master" (default) | "bf16" (pure-bf16 weights and AdamW moments with
+ *     stochastic rounding, fp32 gradients; 10 bytes per parameter instead of 18)   m:precision() -> that name
  *   m.config                                   config.json's keys plus the resolved `rope` table
  *   m:forward(ids, {positions=})              -> f32 tensor [B,T,V]
  *   m:nll(ids, {positions=, targets=})        -> f32 tensor [B,T-1]
@@ -127,13 +129,25 @@ static pose_recompute opt_recompute(lua_State *L, int opts, const char *fn) {
   return r;
 }
 
+/* Training precision of a cuda model: "fp32-master" (default) or "bf16" (pure bf16 weights and moments). Checked
+ * before anything is loaded, so a cpu model asking for bf16 fails fast. */
+static pose_precision opt_precision(lua_State *L, int opts, pose_device dev, const char *fn) {
+  const char *s = pose_lua_opt_str(L, opts, "precision", "fp32-master");
+  pose_precision p;
+  if (pose_precision_parse(s, &p) != POSE_OK) pose_lua_errorf(L, "%s: %s", fn, pose_error_message());
+  if (p == POSE_PRECISION_BF16 && dev.type == POSE_CPU)
+    pose_lua_errorf(L, "%s: precision \"bf16\" needs device=\"cuda\" (the cpu trains in fp32)", fn);
+  return p;
+}
+
 static int l_load(lua_State *L) {
-  static const char *const keys[] = {"device", "dtype", "rope", "recompute", NULL};
+  static const char *const keys[] = {"device", "dtype", "rope", "recompute", "precision", NULL};
   lua_settop(L, 2);
   const char *dir = luaL_checkstring(L, 1);
   int opts = opts_arg(L, 2, "pose.load", keys);
   pose_device dev = opt_device(L, opts);
   pose_recompute rec = opt_recompute(L, opts, "pose.load");
+  pose_precision prec = opt_precision(L, opts, dev, "pose.load");
   const char *dts = pose_lua_opt_str(L, opts, "dtype", dev.type == POSE_CPU ? "f32" : "bf16");
   pose_dtype dt;
   if (pose_dtype_parse(dts, &dt) || !pose_dtype_is_float(dt))
@@ -151,21 +165,24 @@ static int l_load(lua_State *L) {
   lmodel *u = new_udata(L);
   POSE_LUA_TRY(L, pose_model_load(dir, rope, dev, &u->m));
   POSE_LUA_TRY(L, pose_model_set_recompute(u->m, rec));
+  POSE_LUA_TRY(L, pose_model_set_precision(u->m, prec));
   push_config(L, lua_gettop(L));
   return 1;
 }
 
 static int l_init(lua_State *L) {
-  static const char *const keys[] = {"seed", "device", "recompute", NULL};
+  static const char *const keys[] = {"seed", "device", "recompute", "precision", NULL};
   lua_settop(L, 2); /* the JSON anchor goes above the arguments */
   cJSON *cfg = table_json(L, 1, "pose.init", "config");
   int opts = opts_arg(L, 2, "pose.init", keys);
   lua_Integer seed = pose_lua_opt_int(L, opts, "seed", 0);
   pose_device dev = opt_device(L, opts);
   pose_recompute rec = opt_recompute(L, opts, "pose.init");
+  pose_precision prec = opt_precision(L, opts, dev, "pose.init");
   lmodel *u = new_udata(L);
   POSE_LUA_TRY(L, pose_model_init(cfg, (uint64_t)seed, dev, &u->m));
   POSE_LUA_TRY(L, pose_model_set_recompute(u->m, rec));
+  POSE_LUA_TRY(L, pose_model_set_precision(u->m, prec));
   push_config(L, lua_gettop(L));
   return 1;
 }
@@ -323,6 +340,11 @@ static int m_device(lua_State *L) {
   return 1;
 }
 
+static int m_precision(lua_State *L) {
+  lua_pushstring(L, pose_precision_name(pose_model_get_precision(pose_lua_check_model(L, 1))));
+  return 1;
+}
+
 static int m_set_recompute(lua_State *L) {
   pose_model *m = pose_lua_check_model(L, 1);
   pose_recompute r;
@@ -371,6 +393,7 @@ void pose_lua_open_model(lua_State *L) {
                                      {"generate", m_generate},   {"save", m_save},         {"set_rope", m_set_rope},
                                      {"num_params", m_num_params}, {"params", m_params},   {"param", m_param},
                                      {"device", m_device},       {"set_recompute", m_set_recompute},
+                                     {"precision", m_precision},
                                      {NULL, NULL}};
   luaL_newmetatable(L, POSE_MODEL_MT);
   lua_newtable(L);

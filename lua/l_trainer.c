@@ -1,5 +1,5 @@
 /* Lua bindings of the trainer (core/trainer.h):
- *   pose.trainer(m, {lr=, betas={b1, b2}, eps=, weight_decay=, clip=, warmup=, schedule=, steps=, accum=}) -> tr
+ *   pose.trainer(m, {lr=, betas={b1, b2}, eps=, weight_decay=, clip=, warmup=, schedule=, steps=, accum=, sr_seed=}) -> tr
  *   tr:step{ids=, positions=?, targets=?} -> loss (before the update), lr, grad_norm
  *   tr:lr() (the lr of the next step)  tr:steps() (steps done)  tr:opts() -> table
  *   tr:save(dir, {user=string})  tr:load(dir) -> user string ("" when none was saved)
@@ -29,7 +29,7 @@ static pose_trainer *check_trainer(lua_State *L, int idx) {
 }
 
 static const char *const trainer_keys[] = {"lr",    "betas",    "eps",   "weight_decay", "clip",
-                                           "warmup", "schedule", "steps", "accum",        NULL};
+                                           "warmup", "schedule", "steps", "accum",        "sr_seed", NULL};
 
 static void read_betas(lua_State *L, int opts, pose_trainer_opts *o) {
   if (lua_getfield(L, opts, "betas") == LUA_TNIL) {
@@ -69,6 +69,7 @@ static int l_trainer(lua_State *L) {
   lua_Integer accum = pose_lua_opt_int(L, opts, "accum", o.accum);
   if (accum < 1 || accum > 1 << 20) pose_lua_errorf(L, "pose.trainer: accum must be >= 1 (got %lld)", (long long)accum);
   o.accum = (int)accum;
+  o.sr_seed = (uint64_t)pose_lua_opt_int(L, opts, "sr_seed", 0); /* pure-bf16 cuda models: stochastic rounding key */
   if (opts) read_betas(L, opts, &o);
   const char *sched = pose_lua_opt_str(L, opts, "schedule", "constant");
   POSE_LUA_TRY(L, pose_schedule_parse(sched, &o.schedule));

@@ -117,6 +117,7 @@ static int info(lua_State *L) {
       "print('pose ' .. i.version)\n"
       "print('build features: ' .. i.features)\n"
       "print('cpu threads:    ' .. i.threads)\n"
+      "if i.host_total_gb then print(string.format('host memory:    %.1f GiB total, %.1f GiB free', i.host_total_gb, i.host_free_gb)) end\n"
       "print('default device: ' .. pose.device())\n"
       "if i.cuda_unavailable then print('cuda:           ' .. i.cuda_unavailable) end\n"
       "for _, g in ipairs(i.gpus) do\n"

@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <omp.h>
 
@@ -44,6 +45,12 @@ static int l_info(lua_State *L) {
   lua_pushboolean(L, pose_build_has_cuda()); lua_setfield(L, -2, "cuda_built");
   lua_pushboolean(L, pose_build_has_nccl()); lua_setfield(L, -2, "nccl_built");
   lua_pushinteger(L, omp_get_max_threads()); lua_setfield(L, -2, "threads");
+  /* host memory: what a CPU run (the fp32 reference) can use */
+  long page = sysconf(_SC_PAGESIZE), total = sysconf(_SC_PHYS_PAGES), avail = sysconf(_SC_AVPHYS_PAGES);
+  if (page > 0 && total > 0) {
+    lua_pushnumber(L, (double)total * (double)page / (1 << 30)); lua_setfield(L, -2, "host_total_gb");
+    lua_pushnumber(L, (double)(avail > 0 ? avail : 0) * (double)page / (1 << 30)); lua_setfield(L, -2, "host_free_gb");
+  }
   const char *why = NULL;
   const pose_backend *be = pose_cuda_backend(&why);
   int n = be ? be->device_count() : 0;

@@ -475,6 +475,7 @@ static void test_resume(void) {
   pose_trainer_defaults(&o);
   o.lr = 0.05;
   o.beta1 = 0.8;
+  o.sr_seed = 18446744073709551557ull; /* above 2^53: must survive the JSON header exactly */
   o.beta2 = 0.95;
   o.eps = 1e-6;
   o.weight_decay = 0.1;
@@ -519,7 +520,7 @@ static void test_resume(void) {
   const pose_trainer_opts *r = pose_trainer_get_opts(trc);
   CHECK(r->lr == o.lr && r->beta1 == o.beta1 && r->beta2 == o.beta2 && r->eps == o.eps &&
         r->weight_decay == o.weight_decay && r->clip == o.clip && r->warmup == o.warmup && r->steps == o.steps &&
-        r->schedule == o.schedule && r->accum == o.accum);
+        r->schedule == o.schedule && r->accum == o.accum && r->sr_seed == o.sr_seed);
   CHECK(memcmp(c.A, b.A, sizeof c.A) == 0 && memcmp(c.b, b.b, sizeof c.b) == 0);
   run_steps(trc, CUT, N, lb);
   int same = 1;

@@ -6,7 +6,10 @@
  * forwards after one warm-up (as the peer scripts do). FLOPs as the peer counts them: 6 N tokens plus causal
  * attention 6 L d T per token. Training rows up to 32k tokens also time forward+backward alone (fwd_bwd_s, the
  * faster of two) so that optim_s = step_s - fwd_bwd_s is the optimizer's share (zeroing, norm, AdamW).
- *   gpu_bench_model OUT.json [--quick] [--only NAME[,NAME...]]
+ *   gpu_bench_model OUT.json [--quick] [--only NAME[,NAME...]] [--precision fp32-master|bf16]
+ * --precision bf16: the pure-bf16 training policy (bf16 weights and moments, fp32 gradients); the model is built
+ * with fp32 masters and then switched, and the peak counter restarts after the switch (so it counts the policy's
+ * steady state, not the load-time fp32 copy).
  * Writes one JSON object per row (an "error" field where the row failed, e.g. out of memory) and prints them. */
 #include <cjson/cJSON.h>
 #include <cuda_runtime_api.h>
@@ -57,6 +60,8 @@ static const row ROWS[] = {
     {"eval-llama-7b-32k", L7, 32768, 1, 0, 1, 1, 2, 0},
 };
 
+static pose_precision g_precision = POSE_PRECISION_FP32_MASTER;
+
 static double now(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
@@ -93,6 +98,12 @@ static cJSON *run_row(const row *r) {
   double *t = calloc((size_t)(r->warm + r->timed), sizeof(double));
   float *nll = r->eval ? malloc(sizeof(float) * (size_t)N) : NULL;
   double loss = 0;
+  cJSON_AddStringToObject(o, "precision", pose_precision_name(g_precision));
+  if (st == POSE_OK && g_precision != POSE_PRECISION_FP32_MASTER) {
+    st = pose_model_set_precision(m, g_precision);
+    cudaDeviceSynchronize();
+    pose_gpu_memory(0, 1, &used, &peak);
+  }
   if (st == POSE_OK) st = pose_model_set_recompute(m, r->recompute ? POSE_RECOMPUTE_LAYER : POSE_RECOMPUTE_NONE);
   if (st == POSE_OK && !r->eval) {
     pose_trainer_opts opts;
@@ -169,6 +180,12 @@ int main(int argc, char **argv) {
   for (int i = 1; i < argc; i++) {
     if (!strcmp(argv[i], "--quick")) quick = 1;
     else if (!strcmp(argv[i], "--only") && i + 1 < argc) only = argv[++i];
+    else if (!strcmp(argv[i], "--precision") && i + 1 < argc) {
+      if (pose_precision_parse(argv[++i], &g_precision) != POSE_OK) {
+        fprintf(stderr, "bench_model: %s\n", pose_error_message());
+        return 2;
+      }
+    }
     else outp = argv[i];
   }
   if (!pose_cuda_backend(NULL)) {

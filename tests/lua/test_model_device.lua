@@ -37,6 +37,18 @@ T.case("bad options are errors naming the choices", function()
   T.raises(function() pose.load("tests/fixtures/models/llama_gqa", {dtype = "bf16"}) end, "not supported on the cpu")
 end)
 
+T.case("precision option: fp32-master everywhere, bf16 only on cuda", function()
+  local m = pose.init(cfg(), {precision = "fp32-master"})
+  T.eq(m:precision(), "fp32-master")
+  T.eq(pose.init(cfg()):precision(), "fp32-master")
+  T.raises(function() pose.init(cfg(), {precision = "bf16"}) end, "needs device=\"cuda\"")
+  T.raises(function() pose.init(cfg(), {precision = "fp8"}) end, "fp32-master, bf16")
+  T.raises(function() pose.init(cfg(), {precision = 16}) end, "precision")
+  T.raises(function() pose.load("tests/fixtures/models/llama_gqa", {precision = "bf16"}) end, "needs device")
+  T.raises(function() pose.load("tests/fixtures/models/llama_gqa", {precision = "half"}) end, "fp32-master, bf16")
+  T.raises(function() pose.trainer(m, {sr_seed = "x"}) end, "sr_seed")
+end)
+
 local has_gpu = pcall(pose.init, cfg(), {device = "cuda"})
 T.case("cuda models " .. (has_gpu and "(GPU present)" or "(no GPU: errors)"), function()
   if not has_gpu then
@@ -51,9 +63,15 @@ T.case("cuda models " .. (has_gpu and "(GPU present)" or "(no GPU: errors)"), fu
   local pos = {{0, 1, 2, 3, 100, 101, 102, 103}}
   T.near(g:loss(ids, {positions = pos}), c:loss(ids, {positions = pos}), 2e-2)
   T.eq(#g:param("model.norm.weight"):totable(), 128)
-  T.raises(function() g:generate({1, 2, 3}) end, "cpu")
+  T.eq(#g:generate({1, 2, 3}, {max_new_tokens = 4}), 4) -- KV-cache decoding on the device
   T.raises(function() pose.load("tests/fixtures/models/llama_gqa", {device = "cuda", dtype = "f32"}) end, "bf16")
   T.raises(function() pose.load("tests/fixtures/models/gptj", {device = "cuda"}) end, "LLaMA family")
+  local b = pose.init(cfg(), {seed = 3, device = "cuda", precision = "bf16"})
+  T.eq(b:precision(), "bf16")
+  T.near(b:loss(ids, {positions = pos}), c:loss(ids, {positions = pos}), 2e-2)
+  local tb = pose.trainer(b, {lr = 1e-3, sr_seed = 5})
+  local b1 = tb:step{ids = ids, positions = pos}
+  T.check(tb:step{ids = ids, positions = pos} < b1, "a bf16-policy GPU step lowers the loss")
   local tr = pose.trainer(g, {lr = 1e-3})
   local l1 = tr:step{ids = ids, positions = pos}
   local l2 = tr:step{ids = ids, positions = pos}

@@ -7,6 +7,8 @@ T.case("version and device", function()
   T.eq(pose.device(), "cpu", "POSE_DEVICE=cpu is honoured")
   local info = pose.info()
   T.check(type(info.features) == "string")
+  T.check(info.host_total_gb > 0 and info.host_free_gb >= 0 and info.host_free_gb <= info.host_total_gb, "host memory")
+  T.check(info.threads >= 1)
 end)
 
 T.case("construct and read back", function()
