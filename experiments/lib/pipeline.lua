@@ -236,15 +236,9 @@ function Ctx:extend(exp, base_dir, spec)
     local sweep = pose.eval.perplexity_sweep(m, self.eval_docs, {windows = windows, bos = self.tok.bos_id})
     pose.eval.write_ppl(exp.file, run.path, dataset, sweep)
     if #passkey_lengths > 0 then
-      -- generation with a KV cache runs on cpu models only for now: passkey uses a cpu copy of a GPU model
-      local pk_model = m
-      if opts.device ~= "cpu" then
-        local dir = opts.work .. "/" .. spec.name
-        m:save(dir)
-        pk_model = pose.load(dir, {device = "cpu"})
-      end
-      local pk = pose.eval.passkey(pk_model, self.tok, {lengths = passkey_lengths, trials = opts.passkey_trials,
-                                                        seed = opts.seed})
+      -- greedy decoding with a KV cache, on the model's own device
+      local pk = pose.eval.passkey(m, self.tok, {lengths = passkey_lengths, trials = opts.passkey_trials,
+                                                 seed = opts.seed})
       pose.eval.write_passkey(exp.file, run.path, pk)
     end
     run:finish()
