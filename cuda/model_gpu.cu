@@ -80,6 +80,19 @@ struct pose_gpu_model {
   float *inv_freq;  // [rot/2]
   int ref_attn;     // head dim other than 64/128: the reference attention kernels
   int bf16;         // pure-bf16 policy: no fp32 masters (w == NULL); wc is the weights (pose_gpu_model_set_bf16)
+  // Lazy gradient zeroing: gz[i] = 1 means parameter i's gradient is logically zero whatever its memory holds; the
+  // first writer of a step overwrites (GEMM beta = 0) or clears the tensor first (norm, bias, embedding gradients:
+  // small, or written sparsely), later writers accumulate. zero_grad only sets the flags.
+  unsigned char *gz;
+  int eager_zero;   // tests: zero_grad memsets the gradients as before (pose_gpu_model_set_lazy_zero(m, 0))
+  // Gradient slots (the trainer's fused update): instead of the arena, two layer-sized slots that layers use
+  // alternately (layer l -> slot l % 2) plus the region of the other parameters (embedding, LM head, final norm).
+  int slots;
+  float *gslot;
+  int *group;       // per parameter: its layer, or cfg.layers for the others
+  size_t *layer_lo; // arena offset where layer l's parameters begin (each layer's parameters are contiguous)
+  size_t span, rest_lo; // elements of one layer slot (the largest layer), first offset after the layers
+  int64_t head_rows; // tests: at most this many rows per LM-head chunk (0: by HEAD_BYTES)
 };
 
 static inline const bf16 *WC(pose_model *m, int i) { return i < 0 ? NULL : (const bf16 *)m->params[i].w_bf16; }
@@ -108,7 +121,7 @@ static pose_status check_supported(const pose_model *m) {
 }
 
 // Arena offsets: tensors read by one GEMM adjacent (k|v, gate|up and their biases), every group 256-byte aligned.
-static size_t gpu_layout(const pose_model *m, size_t *off) {
+static size_t gpu_layout(const pose_model *m, size_t *off, int *grp, size_t *layer_lo, size_t *span, size_t *rest_lo) {
   size_t n = m->n_params, cur = 0;
   char *placed = (char *)calloc(n ? n : 1, 1);
   if (!placed) return 0;
@@ -118,12 +131,24 @@ static size_t gpu_layout(const pose_model *m, size_t *off) {
     if (a >= 0 && !placed[a]) { off[a] = cur; cur += (size_t)m->params[a].numel; placed[a] = 1; }
     if (b >= 0 && !placed[b]) { off[b] = cur; cur += (size_t)m->params[b].numel; placed[b] = 1; }
   };
+  *span = 0;
+  for (size_t i = 0; i < n; i++) grp[i] = (int)m->cfg.layers;
   for (int64_t l = 0; l < m->cfg.layers; l++) {
     const pose_layer_idx *L = &m->layer[l];
+    align();
+    layer_lo[l] = cur;
     group(L->q_w, -1); group(L->k_w, L->v_w); group(L->q_b, -1); group(L->k_b, L->v_b);
     group(L->o_w, -1); group(L->o_b, -1); group(L->mg_w, L->mu_w); group(L->mg_b, L->mu_b);
     group(L->md_w, -1); group(L->md_b, -1); group(L->ln1_w, -1); group(L->ln2_w, -1);
+    const int li[] = {L->q_w, L->k_w, L->v_w, L->q_b, L->k_b, L->v_b, L->o_w, L->o_b, L->mg_w, L->mu_w,
+                      L->mg_b, L->mu_b, L->md_w, L->md_b, L->ln1_w, L->ln2_w};
+    for (int j = 0; j < 16; j++)
+      if (li[j] >= 0) grp[li[j]] = (int)l;
+    align();
+    if (cur - layer_lo[l] > *span) *span = cur - layer_lo[l];
   }
+  align();
+  *rest_lo = cur;
   for (size_t i = 0; i < n; i++) group((int)i, -1);
   align();
   free(placed);
@@ -140,8 +165,11 @@ extern "C" pose_status pose_gpu_model_new(pose_model *m) {
   G->dev = m->dev.index;
   POSE_TRY(dev_stream(G->dev, &G->s));
   G->off = (size_t *)calloc(m->n_params ? m->n_params : 1, sizeof(size_t));
-  if (!G->off) return pose_error(POSE_ENOMEM, "model: out of memory");
-  G->numel = gpu_layout(m, G->off);
+  G->gz = (unsigned char *)calloc(m->n_params ? m->n_params : 1, 1);
+  G->group = (int *)calloc(m->n_params ? m->n_params : 1, sizeof(int));
+  G->layer_lo = (size_t *)calloc(m->cfg.layers > 0 ? (size_t)m->cfg.layers : 1, sizeof(size_t));
+  if (!G->off || !G->gz || !G->group || !G->layer_lo) return pose_error(POSE_ENOMEM, "model: out of memory");
+  G->numel = gpu_layout(m, G->off, G->group, G->layer_lo, &G->span, &G->rest_lo);
   if (!G->numel) return pose_error(POSE_ENOMEM, "model: out of memory");
   G->ref_attn = m->cfg.head_dim != 64 && m->cfg.head_dim != 128;
   pose_status st = galloc((void **)&G->w, G->numel * sizeof(float), G->s);
@@ -167,32 +195,88 @@ extern "C" void pose_gpu_model_free(pose_model *m) {
   if (G->s) {
     pc_scratch_free(G->w, G->s);
     pc_scratch_free(G->g, G->s);
+    pc_scratch_free(G->gslot, G->s);
     pc_scratch_free(G->wc, G->s);
     pc_scratch_free(G->inv_freq, G->s);
     cudaStreamSynchronize(G->s);
   }
   if (G->blas) pose_cuda_blas_free(G->blas);
   free(G->off);
+  free(G->gz);
+  free(G->group);
+  free(G->layer_lo);
   free(G);
   m->gpu = NULL;
   for (size_t i = 0; i < m->n_params; i++) m->params[i].w = m->params[i].g = NULL, m->params[i].w_bf16 = NULL;
 }
 
+static size_t slot_elems(const pose_gpu_model *G) { return 2 * G->span + (G->numel - G->rest_lo); }
+
 extern "C" pose_status pose_gpu_model_ensure_grads(pose_model *m) {
   pose_gpu_model *G = m->gpu;
-  if (G->g) return POSE_OK;
+  if (G->slots ? G->gslot != NULL : G->g != NULL) return POSE_OK;
   PC_CU(cudaSetDevice(G->dev), "cudaSetDevice");
+  if (G->slots) {
+    const size_t n = slot_elems(G);
+    pose_status st = galloc((void **)&G->gslot, n * sizeof(float), G->s);
+    if (st != POSE_OK) return pose_error_prefix(st, "model: gradient slots (%.2f GB): ", n * 4.0 / 1e9);
+    for (size_t i = 0; i < m->n_params; i++) {
+      const int l = G->group[i];
+      m->params[i].g = l < m->cfg.layers ? G->gslot + (size_t)(l % 2) * G->span + (G->off[i] - G->layer_lo[l])
+                                         : G->gslot + 2 * G->span + (G->off[i] - G->rest_lo);
+      G->gz[i] = 1; // whatever the slot holds, nothing has been written for this parameter
+    }
+    return POSE_OK;
+  }
   pose_status st = galloc((void **)&G->g, G->numel * sizeof(float), G->s);
   if (st != POSE_OK) return pose_error_prefix(st, "model: gradients (%.2f GB): ", G->numel * 4.0 / 1e9);
   PC_CU(cudaMemsetAsync(G->g, 0, G->numel * sizeof(float), G->s), "memset");
-  for (size_t i = 0; i < m->n_params; i++) m->params[i].g = G->g + G->off[i];
+  for (size_t i = 0; i < m->n_params; i++) m->params[i].g = G->g + G->off[i], G->gz[i] = 0;
   return POSE_OK;
 }
 
 extern "C" pose_status pose_gpu_model_zero_grad(pose_model *m) {
+  pose_gpu_model *G = m->gpu;
   POSE_TRY(pose_gpu_model_ensure_grads(m));
-  PC_CU(cudaMemsetAsync(m->gpu->g, 0, m->gpu->numel * sizeof(float), m->gpu->s), "memset");
+  if (G->eager_zero) {
+    PC_CU(cudaMemsetAsync(G->slots ? G->gslot : G->g, 0, (G->slots ? slot_elems(G) : G->numel) * sizeof(float), G->s),
+          "memset");
+    memset(G->gz, 0, m->n_params);
+  } else {
+    memset(G->gz, 1, m->n_params);
+  }
   return POSE_OK;
+}
+
+extern "C" void pose_gpu_model_set_lazy_zero(pose_model *m, int on) { m->gpu->eager_zero = !on; }
+extern "C" void pose_gpu_model_set_head_rows(pose_model *m, int64_t rows) { m->gpu->head_rows = rows > 0 ? rows : 0; }
+
+extern "C" pose_status pose_gpu_model_set_grad_slots(pose_model *m, int on) {
+  pose_gpu_model *G = m->gpu;
+  on = on != 0;
+  if (G->slots == on) return POSE_OK;
+  PC_CU(cudaSetDevice(G->dev), "cudaSetDevice");
+  // stream-ordered frees: every earlier use of the old buffers on this stream completes first
+  if (on) {
+    pc_scratch_free(G->g, G->s);
+    G->g = NULL;
+  } else {
+    pc_scratch_free(G->gslot, G->s);
+    G->gslot = NULL;
+  }
+  for (size_t i = 0; i < m->n_params; i++) m->params[i].g = NULL;
+  G->slots = on;
+  return pose_gpu_model_ensure_grads(m);
+}
+
+extern "C" int pose_gpu_model_grad_slots(const pose_model *m) { return m->gpu && m->gpu->slots; }
+
+extern "C" int pose_gpu_model_param_group(const pose_model *m, size_t i) { return m->gpu->group[i]; }
+
+extern "C" size_t pose_gpu_model_grad_bytes(const pose_model *m) {
+  const pose_gpu_model *G = m->gpu;
+  if (G->slots) return G->gslot ? slot_elems(G) * sizeof(float) : 0;
+  return G->g ? G->numel * sizeof(float) : 0;
 }
 
 // Pure-bf16 policy <-> fp32 masters. To bf16: the bf16 copies (RNE of the masters) become the weights and the fp32
@@ -311,7 +395,10 @@ extern "C" pose_status pose_gpu_param_get(pose_model *m, size_t i, int which, fl
   const pose_param *p = &m->params[i];
   PC_CU(cudaSetDevice(G->dev), "cudaSetDevice");
   size_t bytes = sizeof(float) * (size_t)p->numel;
-  if (which == 1 && !p->g) {
+  if (which == 1 && G->slots)
+    return pose_error(POSE_EUNSUPPORTED, "model: gradients are transient under the trainer's fused update "
+                      "(fused_update = true keeps two layer slots, not a gradient per parameter)");
+  if (which == 1 && (!p->g || G->gz[i])) { // never allocated, or zeroed lazily
     memset(dst, 0, bytes);
     return POSE_OK;
   }
@@ -365,6 +452,8 @@ struct run_ctx {
   int64_t B, T, N;
   int train, rec, logits32;
   pose_kv_cache *kv; // decoding: append k|v to the cache, attend to it, logits of each row's last token
+  const pose_gpu_bwd_hook *hook; // training with the fused update: the optimizer's per-layer callbacks
+  int64_t head_rows;             // 0, or a smaller LM-head chunk (tests)
 };
 
 static void ws_layout(const pose_model *m, const run_ctx &rc, workspace *w, bump *b) {
@@ -392,6 +481,7 @@ static void ws_layout(const pose_model *m, const run_ctx &rc, workspace *w, bump
   size_t elt = rc.logits32 ? 4 : 2;
   int64_t R = (int64_t)(HEAD_BYTES / (V * elt));
   R = R >= 64 ? R / 64 * 64 : (R < 1 ? 1 : R);
+  if (rc.head_rows > 0 && R > rc.head_rows) R = rc.head_rows;
   if (R > rc.N) R = rc.N;
   w->R = R;
   w->head = (bf16 *)b->take<char>((size_t)R * V * elt);
@@ -435,15 +525,56 @@ static pose_status lin_dx(pose_gpu_model *G, const bf16 *dy, int64_t lddy, int64
                           int64_t in, bf16 *dx, float beta) {
   return gemm(G, 0, 0, N, in, out, dy, lddy, W, in, dx, POSE_BF16, in, beta, NULL);
 }
-// dW[out,in] += dy[N,out]^T x[N,in] (fp32)
-static pose_status lin_dw(pose_gpu_model *G, const bf16 *dy, int64_t lddy, int64_t N, int64_t out, const bf16 *x,
-                          int64_t in, float *dW) {
-  if (!dW) return POSE_OK;
-  return gemm(G, 1, 0, out, in, N, dy, lddy, x, in, dW, POSE_F32, in, 1.0f, NULL);
+// ---- lazy zeroing: the first writer of a parameter's gradient in a step overwrites it ------------------------------
+
+// Clears parameter i's gradient for real if it is only logically zero (before a kernel that can only add).
+static pose_status grad_clear(pose_model *m, int i) {
+  pose_gpu_model *G = m->gpu;
+  if (i < 0 || !G->gz[i]) return POSE_OK;
+  PC_CU(cudaMemsetAsync(m->params[i].g, 0, sizeof(float) * (size_t)m->params[i].numel, G->s), "memset");
+  G->gz[i] = 0;
+  return POSE_OK;
 }
-static pose_status bias_grad(pose_gpu_model *G, const bf16 *dy, int64_t ld, int64_t N, int64_t C, float *db) {
-  if (!db) return POSE_OK;
-  return pose_cuda_colsum_add(dy, POSE_BF16, N, C, ld, db, G->s);
+
+// beta for a weight-gradient GEMM writing parameter a (and b, adjacent, the same GEMM): 0 overwrites when both are
+// logically zero; otherwise any still-zero one is cleared and the GEMM accumulates. (Overwriting gives the same
+// bits as adding onto zeros, except that an exact -0 may stay -0; AdamW cannot tell the two apart.)
+static pose_status dw_beta(pose_model *m, int a, int b, float *beta) {
+  pose_gpu_model *G = m->gpu;
+  const int za = a >= 0 && G->gz[a], zb = b >= 0 && G->gz[b];
+  if (za && (b < 0 || zb)) {
+    G->gz[a] = 0;
+    if (b >= 0) G->gz[b] = 0;
+    *beta = 0.0f;
+    return POSE_OK;
+  }
+  POSE_TRY(grad_clear(m, a));
+  POSE_TRY(grad_clear(m, b));
+  *beta = 1.0f;
+  return POSE_OK;
+}
+
+// Every gradient of `group` (a layer, or cfg.layers for the others) not written by this backward: cleared, so that
+// what the optimizer reads is the zero gradient it stands for.
+static pose_status grads_settle(pose_model *m, int group) {
+  for (size_t i = 0; i < m->n_params; i++)
+    if (m->gpu->group[i] == group || group < 0) POSE_TRY(grad_clear(m, (int)i));
+  return POSE_OK;
+}
+
+// dW[out,in] (+)= dy[N,out]^T x[N,in] (fp32) into parameter wi's gradient (and wj's, adjacent: a fused projection)
+static pose_status lin_dw(pose_model *m, int wi, int wj, const bf16 *dy, int64_t lddy, int64_t N, int64_t out,
+                          const bf16 *x, int64_t in) {
+  if (wi < 0) return POSE_OK;
+  float beta = 1.0f;
+  POSE_TRY(dw_beta(m, wi, wj, &beta));
+  return gemm(m->gpu, 1, 0, out, in, N, dy, lddy, x, in, m->params[wi].g, POSE_F32, in, beta, NULL);
+}
+static pose_status bias_grad(pose_model *m, int bi, int bj, const bf16 *dy, int64_t ld, int64_t N, int64_t C) {
+  if (bi < 0) return POSE_OK;
+  POSE_TRY(grad_clear(m, bi));
+  POSE_TRY(grad_clear(m, bj));
+  return pose_cuda_colsum_add(dy, POSE_BF16, N, C, ld, m->params[bi].g, m->gpu->s);
 }
 
 // ---- blocks ------------------------------------------------------------------------------------------------------
@@ -456,6 +587,7 @@ static pose_status rms_fwd(pose_model *m, int w_idx, const bf16 *x, int64_t N, b
 // dx (+)= the gradient at the norm's input; the norm weight's gradient is added to its fp32 slot
 static pose_status rms_bwd(pose_model *m, int w_idx, const bf16 *x, const float *rs, const bf16 *dy, int64_t N,
                            bf16 *dx, int acc) {
+  POSE_TRY(grad_clear(m, w_idx));
   return pose_cuda_norm_bwd(1, x, POSE_BF16, NW(m, w_idx), NWDT(m), NULL, rs, dy, N, m->cfg.hidden, dx, acc,
                             G32(m, w_idx), NULL, m->gpu->s);
 }
@@ -526,18 +658,18 @@ static pose_status layer_bwd(pose_model *m, int64_t l, const layer_acts *A, cons
   // MLP: da = dres Wd; dg|du = act'; dh2 = dgu [Wg;Wu]
   bf16 *da = w->dA, *dgu = w->dB;
   POSE_TRY(lin_dx(G, w->dres, D, N, D, WC(m, L->md_w), I, da, 0.0f));
-  POSE_TRY(lin_dw(G, w->dres, D, N, D, A->a, I, G32(m, L->md_w)));
-  POSE_TRY(bias_grad(G, w->dres, D, N, D, G32(m, L->md_b)));
+  POSE_TRY(lin_dw(m, L->md_w, -1, w->dres, D, N, D, A->a, I));
+  POSE_TRY(bias_grad(m, L->md_b, -1, w->dres, D, N, D));
   POSE_TRY(pose_cuda_act_bwd(act_kind(m), A->gu, A->gu + I, 2 * I, POSE_BF16, N, I, da, dgu, dgu + I, 2 * I, G->s));
   POSE_TRY(lin_dx(G, dgu, 2 * I, N, 2 * I, WC(m, L->mg_w), D, w->dh, 0.0f));
-  POSE_TRY(lin_dw(G, dgu, 2 * I, N, 2 * I, A->h2, D, G32(m, L->mg_w)));
-  POSE_TRY(bias_grad(G, dgu, 2 * I, N, 2 * I, G32(m, L->mg_b)));
+  POSE_TRY(lin_dw(m, L->mg_w, L->mu_w, dgu, 2 * I, N, 2 * I, A->h2, D));
+  POSE_TRY(bias_grad(m, L->mg_b, L->mu_b, dgu, 2 * I, N, 2 * I));
   POSE_TRY(rms_bwd(m, L->ln2_w, A->x1, A->rs2, w->dh, N, w->dres, 1));
   // attention: datt = dres Wo; flash backward; inverse rotation; dh1 = dq Wq + dkv [Wk;Wv]
   bf16 *datt = w->dA, *dq = w->dB, *dkv = w->dB + N * Q;
   POSE_TRY(lin_dx(G, w->dres, D, N, D, WC(m, L->o_w), Q, datt, 0.0f));
-  POSE_TRY(lin_dw(G, w->dres, D, N, D, A->att, Q, G32(m, L->o_w)));
-  POSE_TRY(bias_grad(G, w->dres, D, N, D, G32(m, L->o_b)));
+  POSE_TRY(lin_dw(m, L->o_w, -1, w->dres, D, N, D, A->att, Q));
+  POSE_TRY(bias_grad(m, L->o_b, -1, w->dres, D, N, D));
   pose_cuda_attn_dims d;
   attn_dims(m, l, rc, &d);
   const uint16_t *q = (const uint16_t *)A->q, *k = (const uint16_t *)A->kv, *v = (const uint16_t *)(A->kv + KV);
@@ -550,10 +682,10 @@ static pose_status layer_bwd(pose_model *m, int64_t l, const layer_acts *A, cons
   POSE_TRY(rope(m, dkv, N, 2 * KV, c->kv_heads, w->pos, 1));
   POSE_TRY(lin_dx(G, dq, Q, N, Q, WC(m, L->q_w), D, w->dh, 0.0f));
   POSE_TRY(lin_dx(G, dkv, 2 * KV, N, 2 * KV, WC(m, L->k_w), D, w->dh, 1.0f));
-  POSE_TRY(lin_dw(G, dq, Q, N, Q, A->h1, D, G32(m, L->q_w)));
-  POSE_TRY(lin_dw(G, dkv, 2 * KV, N, 2 * KV, A->h1, D, G32(m, L->k_w)));
-  POSE_TRY(bias_grad(G, dq, Q, N, Q, G32(m, L->q_b)));
-  POSE_TRY(bias_grad(G, dkv, 2 * KV, N, 2 * KV, G32(m, L->k_b)));
+  POSE_TRY(lin_dw(m, L->q_w, -1, dq, Q, N, Q, A->h1, D));
+  POSE_TRY(lin_dw(m, L->k_w, L->v_w, dkv, 2 * KV, N, 2 * KV, A->h1, D));
+  POSE_TRY(bias_grad(m, L->q_b, -1, dq, Q, N, Q));
+  POSE_TRY(bias_grad(m, L->k_b, L->v_b, dkv, 2 * KV, N, 2 * KV));
   return rms_bwd(m, L->ln1_w, x, A->rs1, w->dh, N, w->dres, 1);
 }
 
@@ -616,29 +748,47 @@ static pose_status run_device(pose_model *m, pose_model_run_args *a, const run_c
     POSE_TRY(pose_cuda_xent_fwd_bwd(w->head, POSE_BF16, V, rr, V, w->tgt + r0, a->scale, w->nll + r0, NULL, w->head,
                                     POSE_BF16, V, s));
     POSE_TRY(lin_dx(G, w->head, V, rr, V, Wlm, D, w->dh + r0 * D, 0.0f));
-    POSE_TRY(lin_dw(G, w->head, V, rr, V, h, D, G32(m, m->lm_w)));
-    POSE_TRY(bias_grad(G, w->head, V, rr, V, G32(m, m->lm_b)));
+    POSE_TRY(lin_dw(m, m->lm_w, -1, w->head, V, rr, V, h, D));
+    POSE_TRY(bias_grad(m, m->lm_b, -1, w->head, V, rr, V));
   }
   if (!rc.train) return POSE_OK;
+  const pose_gpu_bwd_hook *hk = rc.hook;
+  if (hk && hk->loss_sum) // the fused update skips every group when the loss is not finite
+    POSE_TRY(pose_cuda_sum_small(w->nll, N, hk->loss_sum, s));
   POSE_TRY(rms_bwd(m, m->final_w, xL, w->rsf, w->dh, N, w->dres, 0));
   for (int64_t l = Lc - 1; l >= 0; l--) {
     layer_acts *A = &w->acts[rc.rec ? 0 : l];
     if (rc.rec) POSE_TRY(layer_fwd(m, l, A, w->xs[l], A->x1, NULL, w, rc));
+    // the slot this layer writes may still be read by the update of layer l + 2 (on the optimizer's stream)
+    if (hk) POSE_TRY(hk->slot_wait(hk->ctx, l, (int)(l % 2)));
     POSE_TRY(layer_bwd(m, l, A, w->xs[l], w, rc));
+    POSE_TRY(grads_settle(m, (int)l));
+    // layer l's gradients are complete in stream order and nothing after this point reads its weights (the
+    // layers below and the embedding backward do not; the next step's forward waits for the update)
+    if (hk) POSE_TRY(hk->layer_done(hk->ctx, l, (int)(l % 2)));
   }
-  return pose_cuda_embed_bwd(w->ids, w->dres, POSE_BF16, N, D, V, c->pad_id, G32(m, m->embed), 1, s);
+  POSE_TRY(grad_clear(m, m->embed));
+  POSE_TRY(pose_cuda_embed_bwd(w->ids, w->dres, POSE_BF16, N, D, V, c->pad_id, G32(m, m->embed), 1, s));
+  POSE_TRY(grads_settle(m, -1));
+  if (hk) POSE_TRY(hk->rest_done(hk->ctx));
+  return POSE_OK;
 }
 
 extern "C" pose_status pose_gpu_model_run(pose_model *m, pose_model_run_args *a) {
   pose_gpu_model *G = m->gpu;
   const pose_model_cfg *c = &m->cfg;
   PC_CU(cudaSetDevice(G->dev), "cudaSetDevice");
-  run_ctx rc = {a->B, a->T, a->B * a->T, a->backward, 0, a->logits != NULL, a->kv};
+  run_ctx rc = {a->B, a->T, a->B * a->T, a->backward, 0, a->logits != NULL, a->kv, a->hook, G->head_rows};
+  if (rc.hook && !rc.train) return pose_error(POSE_EINVAL, "model: an optimizer hook needs a backward");
   if (rc.kv && (rc.train || !a->logits || !rc.kv->dev_kv))
     return pose_error(POSE_EINVAL, "decode: a cuda decode step needs a device cache and a logits output");
   rc.rec = rc.train && m->recompute == POSE_RECOMPUTE_LAYER;
   if ((a->nll || rc.train) && !a->tgt) return pose_error(POSE_EINVAL, "model: targets are required");
-  if (rc.train) POSE_TRY(pose_gpu_model_ensure_grads(m));
+  if (rc.train) {
+    POSE_TRY(pose_gpu_model_ensure_grads(m));
+    // slots hold one backward's gradients: every call starts from zero (no accumulation across calls)
+    if (G->slots) memset(G->gz, 1, m->n_params);
+  }
   workspace w;
   memset(&w, 0, sizeof w);
   const int64_t nx = rc.train ? c->layers + 1 : 1, nsets = rc.train && !rc.rec ? c->layers : 1;
