@@ -6,10 +6,14 @@
  * forwards after one warm-up (as the peer scripts do). FLOPs as the peer counts them: 6 N tokens plus causal
  * attention 6 L d T per token. Training rows up to 32k tokens also time forward+backward alone (fwd_bwd_s, the
  * faster of two) so that optim_s = step_s - fwd_bwd_s is the optimizer's share (zeroing, norm, AdamW).
- *   gpu_bench_model OUT.json [--quick] [--only NAME[,NAME...]] [--precision fp32-master|bf16]
+ *   gpu_bench_model OUT.json [--quick] [--only NAME[,NAME...]] [--precision fp32-master|bf16] [--fused]
  * --precision bf16: the pure-bf16 training policy (bf16 weights and moments, fp32 gradients); the model is built
  * with fp32 masters and then switched, and the peak counter restarts after the switch (so it counts the policy's
  * steady state, not the load-time fp32 copy).
+ * --fused: the trainer's fused update (fused_update = 1: AdamW per layer inside the backward on a second stream,
+ * gradients in two layer slots). fwd_bwd_s is then the backward alone writing the slots (no update), so optim_s is
+ * the part of the optimizer that the overlap did not hide. grad_gb: the gradient memory (arena or slots).
+ * Each training row also prints one line "ROW fwd+bwd / optimizer / step / peak" to stderr.
  * Writes one JSON object per row (an "error" field where the row failed, e.g. out of memory) and prints them. */
 #include <cjson/cJSON.h>
 #include <cuda_runtime_api.h>
@@ -61,6 +65,7 @@ static const row ROWS[] = {
 };
 
 static pose_precision g_precision = POSE_PRECISION_FP32_MASTER;
+static int g_fused = 0;
 
 static double now(void) {
   struct timespec ts;
@@ -99,6 +104,7 @@ static cJSON *run_row(const row *r) {
   float *nll = r->eval ? malloc(sizeof(float) * (size_t)N) : NULL;
   double loss = 0;
   cJSON_AddStringToObject(o, "precision", pose_precision_name(g_precision));
+  cJSON_AddBoolToObject(o, "fused", g_fused && !r->eval);
   if (st == POSE_OK && g_precision != POSE_PRECISION_FP32_MASTER) {
     st = pose_model_set_precision(m, g_precision);
     cudaDeviceSynchronize();
@@ -110,6 +116,7 @@ static cJSON *run_row(const row *r) {
     pose_trainer_defaults(&opts);
     opts.lr = 1e-5;
     opts.weight_decay = 0.01; /* torch.optim.AdamW's default, as the peer uses it */
+    opts.fused_update = g_fused;
     st = pose_trainer_new(m, &opts, &tr);
   }
   for (int k = 0; st == POSE_OK && k < r->warm + r->timed; k++) {
@@ -141,6 +148,9 @@ static cJSON *run_row(const row *r) {
         double f = fb[0] < fb[1] ? fb[0] : fb[1];
         cJSON_AddNumberToObject(o, "fwd_bwd_s", f);
         cJSON_AddNumberToObject(o, "optim_s", s - f);
+        fprintf(stderr, "%s (%s%s): fwd+bwd %.4f s / optimizer %.4f s / step %.4f s (%.0f tok/s) / peak %.2f GiB / "
+                "gradients %.2f GiB\n", r->name, pose_precision_name(g_precision), g_fused ? ", fused update" : "", f,
+                s - f, s, (double)N / s, peak / 1073741824.0, pose_gpu_model_grad_bytes(m) / 1073741824.0);
       }
       st = POSE_OK;
     }
@@ -154,6 +164,7 @@ static cJSON *run_row(const row *r) {
     cJSON_AddNumberToObject(o, "tok_s", tok / s);
     cJSON_AddNumberToObject(o, "tflops", flops / s / 1e12);
     cJSON_AddNumberToObject(o, "peak_gb", peak / 1073741824.0);
+    cJSON_AddNumberToObject(o, "grad_gb", pose_gpu_model_grad_bytes(m) / 1073741824.0);
     if (!r->eval) cJSON_AddNumberToObject(o, "last_loss", loss);
     else {
       double sum = 0;
@@ -179,6 +190,7 @@ int main(int argc, char **argv) {
   int quick = 0;
   for (int i = 1; i < argc; i++) {
     if (!strcmp(argv[i], "--quick")) quick = 1;
+    else if (!strcmp(argv[i], "--fused")) g_fused = 1;
     else if (!strcmp(argv[i], "--only") && i + 1 < argc) only = argv[++i];
     else if (!strcmp(argv[i], "--precision") && i + 1 < argc) {
       if (pose_precision_parse(argv[++i], &g_precision) != POSE_OK) {
