@@ -3,8 +3,9 @@
  * backend (POSE_HAVE_CUDA); core code calls it under that macro. Not part of the public API.
  *
  * A cuda model keeps three arenas on its device, laid out alike (parameter i at the same offset in each): fp32
- * master weights (pose_param.w), fp32 gradients (pose_param.g, allocated on first use) and bf16 compute copies
- * (pose_param.w_bf16). The offsets are not the parameter table's order: the tensors that one GEMM reads together are
+ * master weights (pose_param.w), fp32 gradients (pose_param.g, allocated on first use; or, for the trainer's fused
+ * update, two layer-sized slots, see pose_gpu_model_set_grad_slots) and bf16 compute copies (pose_param.w_bf16).
+ * Each layer's parameters are contiguous in the arenas. The offsets are not the parameter table's order: the tensors that one GEMM reads together are
  * adjacent (k|v projections, gate|up projections and their biases), so the fused products need no copies. */
 #ifndef POSE_MODEL_GPU_H
 #define POSE_MODEL_GPU_H

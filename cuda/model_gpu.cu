@@ -7,7 +7,9 @@
 //   rope(q), rope(k) in place        att, lse = attention(q, k, v)  (flash kernels; reference kernels for odd heads)
 //   x1 = x + att Wo^T (+ bo)         (GEMM with beta = 1 onto a copy of x: the sum is rounded once)
 //   h2 = rmsnorm(x1)                 gu = h2 [Wg;Wu]^T [N,2I]    a = silu(g) * u    y = x1 + a Wd^T
-// The backward mirrors it (weight gradients accumulate into the fp32 arena through GEMMs with beta = 1), the LM
+// The backward mirrors it (weight gradients go to the fp32 arena through GEMMs: beta = 0 for a parameter's first
+// writer after zero_grad (lazy zeroing), beta = 1 for the next ones; or, for the trainer's fused update, to two
+// alternating layer slots, with the optimizer's callbacks after each layer), the LM
 // head and cross-entropy run in row chunks (logits of at most HEAD_BYTES at a time, never [N,V] in fp32), and the
 // embedding gradient is summed deterministically. Training keeps each layer's activations, or (POSE_RECOMPUTE_LAYER)
 // only each layer's input and recomputes the layer's forward just before its backward.
@@ -35,7 +37,11 @@ static pose_status dev_stream(int dev, cudaStream_t *out) {
   if (dev < 0 || dev >= MAX_DEV) return pose_error(POSE_EINVAL, "cuda: device index %d out of range", dev);
   PC_CU(cudaSetDevice(dev), "cudaSetDevice");
   if (!g_stream_ok[dev]) {
-    PC_CU(cudaStreamCreateWithFlags(&g_streams[dev], cudaStreamNonBlocking), "stream creation");
+    // the highest priority: the fused update's second stream (default priority, the lowest) then only fills the SMs
+    // that the model's kernels leave idle instead of delaying the backward's critical path
+    int least = 0, greatest = 0;
+    PC_CU(cudaDeviceGetStreamPriorityRange(&least, &greatest), "stream priorities");
+    PC_CU(cudaStreamCreateWithPriority(&g_streams[dev], cudaStreamNonBlocking, greatest), "stream creation");
     g_stream_ok[dev] = 1;
   }
   *out = g_streams[dev];
