@@ -53,7 +53,7 @@ extern "C" pose_status pc_device_stream(int dev, cudaStream_t *out) { return dev
 static size_t g_reset_used[MAX_DEV];
 
 extern "C" pose_status pose_gpu_memory(int dev, int reset, size_t *used, size_t *peak) {
-  cudaStream_t s;
+  cudaStream_t s = NULL;
   POSE_TRY(dev_stream(dev, &s));
   cudaMemPool_t pool;
   PC_CU(cudaDeviceGetDefaultMemPool(&pool, dev), "cudaDeviceGetDefaultMemPool");
@@ -77,7 +77,7 @@ extern "C" pose_status pose_gpu_memory(int dev, int reset, size_t *used, size_t 
 
 struct pose_gpu_model {
   int dev;
-  cudaStream_t s;
+  cudaStream_t s = NULL;
   pose_cuda_blas *blas;
   size_t numel;     // arena elements, padding included
   size_t *off;      // offset of each parameter in the arenas
@@ -313,7 +313,7 @@ extern "C" int pose_gpu_model_is_bf16(const pose_model *m) { return m->gpu && m-
 
 // host fp32 <-> device bf16 through a device fp32 staging buffer (RNE on the way in)
 extern "C" pose_status pose_gpu_bf16_get(int dev, const uint16_t *src, int64_t n, float *dst) {
-  cudaStream_t s;
+  cudaStream_t s = NULL;
   POSE_TRY(dev_stream(dev, &s));
   if (n <= 0) return POSE_OK;
   float *tmp = NULL;
@@ -328,7 +328,7 @@ extern "C" pose_status pose_gpu_bf16_get(int dev, const uint16_t *src, int64_t n
 }
 
 extern "C" pose_status pose_gpu_bf16_set(int dev, uint16_t *dst, int64_t n, const float *src) {
-  cudaStream_t s;
+  cudaStream_t s = NULL;
   POSE_TRY(dev_stream(dev, &s));
   if (n <= 0) return POSE_OK;
   float *tmp = NULL;
@@ -355,7 +355,7 @@ extern "C" pose_status pose_gpu_kv_alloc(const pose_model *m, pose_kv_cache *kv)
 
 extern "C" void pose_gpu_kv_free(pose_kv_cache *kv) {
   if (!kv->dev_kv) return;
-  cudaStream_t s;
+  cudaStream_t s = NULL;
   if (dev_stream(kv->dev, &s) != POSE_OK) return;
   pc_scratch_free(kv->dev_kv, s);
   cudaStreamSynchronize(s);

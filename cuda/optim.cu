@@ -255,7 +255,17 @@ __global__ void k_adamw_mt(const pose_cuda_adamw_entry *__restrict__ tab, int co
   if (guard && e.guard >= 0 && !isfinite(guard[e.guard])) return; // non-finite gradients: leave w, m, v alone
   if (guard_all && !isfinite(*guard_all)) return;
   const int64_t lo = ((int64_t)blockIdx.x - e.first) * ADAM_CHUNK, hi = lo + ADAM_CHUNK < e.n ? lo + ADAM_CHUNK : e.n;
-  const pose_cuda_adamw_coefs &k = e.decay ? k1 : k0;
+  // a field-wise select keeps both in registers (a reference to either parameter would go to local memory)
+  const bool d = e.decay != 0;
+  pose_cuda_adamw_coefs k;
+  k.decay = d ? k1.decay : k0.decay;
+  k.apply_decay = d ? k1.apply_decay : k0.apply_decay;
+  k.lerp_w = d ? k1.lerp_w : k0.lerp_w;
+  k.beta2 = d ? k1.beta2 : k0.beta2;
+  k.one_minus_beta2 = d ? k1.one_minus_beta2 : k0.one_minus_beta2;
+  k.bc2_sqrt = d ? k1.bc2_sqrt : k0.bc2_sqrt;
+  k.eps = d ? k1.eps : k0.eps;
+  k.neg_step_size = d ? k1.neg_step_size : k0.neg_step_size;
   if (BF16) {
     const bool vec = al16(e.w) && al16(e.g) && al16(e.m) && al16(e.v);
     adamw_bf16_range((uint16_t *)e.w, (const float *)e.g, (uint16_t *)e.m, (uint16_t *)e.v, lo, hi, k, gscale, seed,

@@ -405,14 +405,14 @@ extern "C" pose_status pose_gpu_optim_set(pose_gpu_optim *o, size_t i, int64_t n
 }
 
 extern "C" pose_status pose_gpu_weights_get(int device, const pose_param *p, float *dst) {
-  cudaStream_t s;
+  cudaStream_t s = NULL;
   POSE_TRY(pc_device_stream(device, &s));
   if (!p->w) return pose_gpu_bf16_get(device, (const uint16_t *)p->w_bf16, p->numel, dst);
   return copy_sync(device, s, dst, p->w, sizeof(float) * (size_t)p->numel, cudaMemcpyDeviceToHost);
 }
 
 extern "C" pose_status pose_gpu_weights_set(int device, pose_param *p, const float *src) {
-  cudaStream_t s;
+  cudaStream_t s = NULL;
   POSE_TRY(pc_device_stream(device, &s));
   if (!p->w) return pose_gpu_bf16_set(device, (uint16_t *)p->w_bf16, p->numel, src);
   POSE_TRY(copy_sync(device, s, p->w, src, sizeof(float) * (size_t)p->numel, cudaMemcpyHostToDevice));
