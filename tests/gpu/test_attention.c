@@ -180,6 +180,9 @@ int main(void) {
       {2, 130, 130, 4, 2, 64, 0, 1},   /* fused QKV buffer */
       {1, 520, 520, 4, 4, 128, 0, 0},  /* several tiles each way */
       {1, 1, 1, 2, 1, 64, 0, 0},       /* one token */
+      {1, 100, 300, 4, 2, 128, 0, 0},  /* KV-cache offset with more than 64 queries (the sm_90a kernel) */
+      {1, 100, 300, 4, 2, 64, 60, 0},  /* ... with a window, D = 64 */
+      {1, 700, 700, 2, 1, 64, 0, 0},   /* several 128-query tiles at D = 64 */
   };
   /* POSE_GPU_QUICK (set under compute-sanitizer, which is slow): the small cases only */
   int quick = getenv("POSE_GPU_QUICK") != NULL;
