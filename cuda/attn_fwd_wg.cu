@@ -27,10 +27,10 @@
 
 #if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
 // One key tile's softmax step for the thread's two rows (r0, r1): scale to the log2 domain, mask where the tile
-// crosses the causal/window/length boundary, update the running max/sum, rescale O, and leave P (bf16) in `a` as
-// the register A operand of O += P V (key block kk = n8 blocks 2kk and 2kk+1).
+// crosses the causal/window/length boundary, update the running max/sum, leave P (fp32) in s and return the
+// factors O must be rescaled by (alpha_r, per row).
 template <int D, int BN>
-__device__ __forceinline__ void wg_softmax_tile(float *s, float *o, float *m_r, float *l_r, uint32_t (*a)[4],
+__device__ __forceinline__ void wg_softmax_tile(float *s, float *alpha_r, float *m_r, float *l_r,
                                                 const attn_params &p, int64_t k0, int64_t wq0, int64_t wq1,
                                                 int64_t r0, int64_t r1, float sl2, int lane) {
   const bool need_mask = k0 + BN > p.Tk || k0 + BN - 1 > wq0 + p.q_off ||
@@ -68,19 +68,31 @@ __device__ __forceinline__ void wg_softmax_tile(float *s, float *o, float *m_r, 
     }
     l_r[r] = l_r[r] * alpha + sum;
     m_r[r] = m_new;
-#pragma unroll
-    for (int d = 0; d < D / 8; d++) {
-      o[d * 4 + 2 * r] *= alpha;
-      o[d * 4 + 2 * r + 1] *= alpha;
-    }
+    alpha_r[r] = alpha;
   }
-  // P (bf16) as the register A operand: key block kk = n8 blocks 2kk and 2kk+1
+}
+
+// P (bf16) as the register A operand of O += P V: key block kk = n8 blocks 2kk and 2kk+1
+template <int BN>
+__device__ __forceinline__ void wg_pack_p(const float *s, uint32_t (*a)[4]) {
 #pragma unroll
   for (int kk = 0; kk < BN / 16; kk++) {
     a[kk][0] = pack_bf16(s[8 * kk + 0], s[8 * kk + 1]);
     a[kk][1] = pack_bf16(s[8 * kk + 2], s[8 * kk + 3]);
     a[kk][2] = pack_bf16(s[8 * kk + 4], s[8 * kk + 5]);
     a[kk][3] = pack_bf16(s[8 * kk + 6], s[8 * kk + 7]);
+  }
+}
+
+// O *= alpha, per row (the thread's rows r0: accumulators 4d + 0, 1; r1: 4d + 2, 3)
+template <int D>
+__device__ __forceinline__ void wg_rescale(float *o, const float *alpha_r) {
+#pragma unroll
+  for (int d = 0; d < D / 8; d++) {
+    o[d * 4 + 0] *= alpha_r[0];
+    o[d * 4 + 1] *= alpha_r[0];
+    o[d * 4 + 2] *= alpha_r[1];
+    o[d * 4 + 3] *= alpha_r[1];
   }
 }
 
@@ -184,7 +196,10 @@ __global__ void __launch_bounds__(WG_THREADS, 1) k_attn_fwd_wg(attn_params p, ui
       wg_acc_fence<NS>(s);
 
       uint32_t a[BN / 16][4];
-      wg_softmax_tile<D, BN>(s, o, m_r, l_r, a, p, k0, wq0, wq1, r0, r1, sl2, lane);
+      float alpha[2];
+      wg_softmax_tile<D, BN>(s, alpha, m_r, l_r, p, k0, wq0, wq1, r0, r1, sl2, lane);
+      wg_pack_p<BN>(s, a);
+      wg_rescale<D>(o, alpha);
       wg_fence();
 #pragma unroll
       for (int kk = 0; kk < BN / 16; kk++) {
@@ -234,6 +249,59 @@ static cudaError_t launch_wg(const attn_params &p, int64_t B, cudaStream_t s) {
 #define TMA_NS 2
 
 #if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
+// S = Q K^T for one key tile (K at k_addr), issued as one wgmma group
+template <int D>
+__device__ __forceinline__ void issue_qk(float *sacc, uint32_t q_base, uint32_t k_addr) {
+  wg_fence();
+#pragma unroll
+  for (int ks = 0; ks < D / 16; ks++) {
+    const uint64_t dq = wg_desc(q_base + (ks >> 2) * (64 * 128) + (ks & 3) * 32, 16, 1024);
+    const uint64_t dk = wg_desc(k_addr + (ks >> 2) * (WG_BN * 128) + (ks & 3) * 32, 16, 1024);
+    wgmma_m64n128_ss<0>(sacc, dq, dk, ks > 0);
+  }
+  wg_commit();
+}
+// O += P V for one key tile (V at v_addr), one wgmma group
+template <int D>
+__device__ __forceinline__ void issue_pv(float *o, uint32_t (*a)[4], uint32_t v_addr) {
+  wg_fence();
+#pragma unroll
+  for (int kk = 0; kk < WG_BN / 16; kk++) {
+    const uint64_t dv = wg_desc(v_addr + kk * 2048, WG_BN * 128, 1024);
+    if constexpr (D == 128) wgmma_m64n128_rs<1>(o, a[kk], dv, 1);
+    else wgmma_m64n64_rs<1>(o, a[kk], dv, 1);
+  }
+  wg_commit();
+}
+// Key tile j >= 1. On entry nothing is in flight; P_{j-1} is in `a` and alpha_{j-1} (the rescale O owes for
+// tile j - 1's new maxima) in alpha. Order (FlashAttention-3's intra-warpgroup overlap): issue S_j; rescale O and
+// issue P_{j-1} V_{j-1} while S_j runs; wait for S_j only (wgmma groups retire in issue order) and run the softmax
+// of tile j while P V runs; then retire P V and pack P_j. The A operand (P) is rewritten only when no wgmma is in
+// flight: ptxas serialises wgmma pipelines whose register inputs are redefined mid-flight (C7513).
+template <int D>
+__device__ __forceinline__ void tma_step(int j, float *sacc, float *o, uint32_t (*a)[4], float *alpha, float *m_r,
+                                         float *l_r, const attn_params &p, int64_t kt_lo, int64_t wq0, int64_t wq1,
+                                         int64_t r0, int64_t r1, float sl2, int lane, uint32_t q_base, uint32_t k_base,
+                                         uint32_t v_base, uint32_t bkf, uint32_t bvf, uint32_t bke, uint32_t bve) {
+  constexpr int BN = WG_BN, KB = BN * D * 2, NS = TMA_NS, NSA = BN / 2, NO = D / 2;
+  const int s = j % NS, sp = (j - 1) % NS;
+  mbar_wait(bkf + 8 * s, (j / NS) & 1);
+  issue_qk<D>(sacc, q_base, k_base + s * KB);
+  wg_rescale<D>(o, alpha);
+  mbar_wait(bvf + 8 * sp, ((j - 1) / NS) & 1);
+  issue_pv<D>(o, a, v_base + sp * KB);
+  wg_wait<1>(); // S_j
+  wg_acc_fence<NSA>(sacc);
+  mbar_arrive(bke + 8 * s);
+  wg_softmax_tile<D, BN>(sacc, alpha, m_r, l_r, p, (kt_lo + j) * BN, wq0, wq1, r0, r1, sl2, lane);
+  wg_wait<0>(); // P_{j-1} V_{j-1}
+  wg_acc_fence<NO>(o);
+  mbar_arrive(bve + 8 * sp);
+  wg_pack_p<BN>(sacc, a);
+}
+#endif
+
+#if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
 // Consumer warpgroup wg (0 or 1) of k_attn_fwd_tma: rows q0 + 64 wg .. + 63, warp w of the group.
 template <int D>
 __device__ __forceinline__ void tma_consumer(const attn_params &p, unsigned char *sQ, unsigned char *sK,
@@ -251,44 +319,30 @@ __device__ __forceinline__ void tma_consumer(const attn_params &p, unsigned char
   for (int i = 0; i < NO; i++) o[i] = 0.0f;
   float m_r[2] = {-INFINITY, -INFINITY}, l_r[2] = {0.0f, 0.0f};
   mbar_wait(bq, 0);
-
-  for (int j = 0; j < ntiles; j++) {
-    const int s = j % NS, ph = (j / NS) & 1;
-    const int64_t k0 = (kt_lo + j) * BN;
-    // a tile no row of this warpgroup can see: still wait for it, so that every arrival on an empty barrier
-    // belongs to the phase of the data it releases
-    const bool skip = wq0 >= p.Tq || k0 > wq1 + p.q_off || (p.window > 0 && k0 + BN - 1 + p.window <= wq0 + p.q_off);
-    float sacc[NSA];
-    mbar_wait(bkf + 8 * s, ph);
-    if (!skip) {
-      wg_fence();
-#pragma unroll
-      for (int ks = 0; ks < D / 16; ks++) {
-        const uint64_t dq = wg_desc(q_base + (ks >> 2) * (64 * 128) + (ks & 3) * 32, 16, 1024);
-        const uint64_t dk = wg_desc(k_base + s * KB + (ks >> 2) * (BN * 128) + (ks & 3) * 32, 16, 1024);
-        wgmma_m64n128_ss<0>(sacc, dq, dk, ks > 0);
-      }
-      wg_commit();
-      wg_wait<0>();
-      wg_acc_fence<NSA>(sacc);
-    }
-    mbar_arrive(bke + 8 * s);
-    uint32_t a[BN / 16][4];
-    if (!skip) wg_softmax_tile<D, BN>(sacc, o, m_r, l_r, a, p, k0, wq0, wq1, r0, r1, sl2, lane);
-    mbar_wait(bvf + 8 * s, ph);
-    if (!skip) {
-      wg_fence();
-#pragma unroll
-      for (int kk = 0; kk < BN / 16; kk++) {
-        const uint64_t dv = wg_desc(v_base + s * KB + kk * 2048, BN * 128, 1024);
-        if constexpr (D == 128) wgmma_m64n128_rs<1>(o, a[kk], dv, 1);
-        else wgmma_m64n64_rs<1>(o, a[kk], dv, 1);
-      }
-      wg_commit();
-      wg_wait<0>();
-      wg_acc_fence<NO>(o);
-    }
-    mbar_arrive(bve + 8 * s);
+  // Software pipeline across key tiles (tma_step). No tile is skipped: a tile a warpgroup cannot see is fully
+  // masked (P = 0, alpha = 1), which costs at most the diagonal tile.
+  float sacc[NSA], alpha[2];
+  uint32_t a[WG_BN / 16][4];
+  if (ntiles > 0) { // tile 0: S, softmax, P
+    mbar_wait(bkf, 0);
+    issue_qk<D>(sacc, q_base, k_base);
+    wg_wait<0>();
+    wg_acc_fence<NSA>(sacc);
+    mbar_arrive(bke);
+    wg_softmax_tile<D, WG_BN>(sacc, alpha, m_r, l_r, p, kt_lo * WG_BN, wq0, wq1, r0, r1, sl2, lane);
+    wg_pack_p<WG_BN>(sacc, a);
+  }
+  for (int j = 1; j < ntiles; j++)
+    tma_step<D>(j, sacc, o, a, alpha, m_r, l_r, p, kt_lo, wq0, wq1, r0, r1, sl2, lane, q_base, k_base, v_base, bkf,
+                bvf, bke, bve);
+  if (ntiles > 0) { // the last tile's P V
+    const int sl = (ntiles - 1) % NS;
+    wg_rescale<D>(o, alpha);
+    mbar_wait(bvf + 8 * sl, ((ntiles - 1) / NS) & 1);
+    issue_pv<D>(o, a, v_base + sl * KB);
+    wg_wait<0>();
+    wg_acc_fence<NO>(o);
+    mbar_arrive(bve + 8 * sl);
   }
   wg_epilogue<D>(o, m_r, l_r, p, b, h, r0, r1, lane);
 }
