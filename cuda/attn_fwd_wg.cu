@@ -245,7 +245,9 @@ static cudaError_t launch_wg(const attn_params &p, int64_t B, cudaStream_t s) {
 // warpgroup waits only for the data it needs, so the two drift apart and one's wgmma chains overlap the other's
 // softmax. TMA writes the same 128B-swizzled layout (box inner extent 64 elements = 128 bytes) and zero-fills
 // rows past the tensor's end.
-#define TMA_THREADS 384 // warpgroup 0: producer (one thread issues); warpgroups 1 and 2: consumers
+// warpgroup 0: producer (one thread issues); warpgroups 1..NC: consumers of 64 query rows each. NC = 2 at D = 128;
+// NC = 3 at D = 64, where the softmax (exp2 on the special-function unit) costs as much as the tile's MMAs and a
+// third group hides more of it.
 #define TMA_NS 2
 
 #if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
@@ -348,15 +350,15 @@ __device__ __forceinline__ void tma_consumer(const attn_params &p, unsigned char
 }
 #endif
 
-template <int D>
-__global__ void __launch_bounds__(TMA_THREADS, 1)
+template <int D, int NC>
+__global__ void __launch_bounds__(128 * (NC + 1), 1)
     k_attn_fwd_tma(const __grid_constant__ CUtensorMap tq, const __grid_constant__ CUtensorMap tk,
                    const __grid_constant__ CUtensorMap tv, attn_params p) {
 #if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
-  constexpr int BM = WG_BM, BN = WG_BN, QB = 64 * D * 2, KB = BN * D * 2, DB = D / 64, NS = TMA_NS;
+  constexpr int BM = 64 * NC, BN = WG_BN, QB = 64 * D * 2, KB = BN * D * 2, DB = D / 64, NS = TMA_NS;
   extern __shared__ unsigned char smem_dyn[];
   unsigned char *sQ = (unsigned char *)(((uintptr_t)smem_dyn + 1023) & ~(uintptr_t)1023);
-  unsigned char *sK = sQ + 2 * QB, *sV = sK + NS * KB;
+  unsigned char *sK = sQ + NC * QB, *sV = sK + NS * KB;
   const uint32_t bq = smem_u32(sV + NS * KB), bkf = bq + 8, bvf = bkf + 8 * NS, bke = bvf + 8 * NS,
                  bve = bke + 8 * NS;
 
@@ -377,8 +379,8 @@ __global__ void __launch_bounds__(TMA_THREADS, 1)
     for (int s = 0; s < NS; s++) {
       mbar_init(bkf + 8 * s, 1);
       mbar_init(bvf + 8 * s, 1);
-      mbar_init(bke + 8 * s, 256); // every consumer thread arrives once per use
-      mbar_init(bve + 8 * s, 256);
+      mbar_init(bke + 8 * s, 128 * NC); // every consumer thread arrives once per use
+      mbar_init(bve + 8 * s, 128 * NC);
     }
     mbar_init_fence();
   }
@@ -387,10 +389,11 @@ __global__ void __launch_bounds__(TMA_THREADS, 1)
   // Registers move from the producer to the consumers (setmaxnreg): 3 warps per scheduler partition would cap
   // everyone at 168, which spills the consumers' S, O and P fragments.
   if (warp < 4) { // producer: one thread issues every copy
-    asm volatile("setmaxnreg.dec.sync.aligned.u32 40;\n");
+    if constexpr (NC == 2) asm volatile("setmaxnreg.dec.sync.aligned.u32 40;\n");
+    else asm volatile("setmaxnreg.dec.sync.aligned.u32 24;\n");
     if (tid == 0) {
-      mbar_expect_tx(bq, 2 * QB);
-      for (int g = 0; g < 2; g++)
+      mbar_expect_tx(bq, NC * QB);
+      for (int g = 0; g < NC; g++)
         for (int cb = 0; cb < DB; cb++)
           tma_load_4d(smem_u32(sQ + g * QB + cb * 64 * 128), &tq, cb * 64, (int)h, (int)(q0 + g * 64), (int)b, bq);
       for (int j = 0; j < ntiles; j++) {
@@ -407,7 +410,9 @@ __global__ void __launch_bounds__(TMA_THREADS, 1)
       }
     }
   } else {
-    asm volatile("setmaxnreg.inc.sync.aligned.u32 232;\n");
+    // per scheduler partition: one producer warp + NC consumer warps share 512 registers per lane
+    if constexpr (NC == 2) asm volatile("setmaxnreg.inc.sync.aligned.u32 232;\n");
+    else asm volatile("setmaxnreg.inc.sync.aligned.u32 160;\n");
     tma_consumer<D>(p, sQ, sK, sV, bq, bkf, bvf, bke, bve, q0, kt_lo, ntiles, b, h, (warp >> 2) - 1, warp & 3, lane);
   }
 #endif
@@ -435,18 +440,18 @@ static cudaError_t make_tmap(CUtensorMap *m, const void *base, int64_t D, int64_
   return r == CUDA_SUCCESS ? cudaSuccess : cudaErrorInvalidValue;
 }
 
-template <int D>
+template <int D, int NC>
 static cudaError_t launch_tma(const attn_params &p, int64_t B, cudaStream_t s) {
   CUtensorMap tq, tk, tv;
   cudaError_t e;
   if ((e = make_tmap(&tq, p.q, D, p.Hq, p.Tq, B, p.q_rstride, p.q_bstride, 64)) != cudaSuccess) return e;
   if ((e = make_tmap(&tk, p.k, D, p.Hkv, p.Tk, B, p.kv_rstride, p.kv_bstride, WG_BN)) != cudaSuccess) return e;
   if ((e = make_tmap(&tv, p.v, D, p.Hkv, p.Tk, B, p.kv_rstride, p.kv_bstride, WG_BN)) != cudaSuccess) return e;
-  const size_t smem = (size_t)(2 * 64 * D * 2 + 2 * TMA_NS * WG_BN * D * 2 + 8 * (1 + 4 * TMA_NS) + 1024);
-  e = cudaFuncSetAttribute(k_attn_fwd_tma<D>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
+  const size_t smem = (size_t)(NC * 64 * D * 2 + 2 * TMA_NS * WG_BN * D * 2 + 8 * (1 + 4 * TMA_NS) + 1024);
+  e = cudaFuncSetAttribute(k_attn_fwd_tma<D, NC>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
   if (e != cudaSuccess) return e;
-  dim3 grid((unsigned)((p.Tq + WG_BM - 1) / WG_BM), (unsigned)p.Hq, (unsigned)B);
-  k_attn_fwd_tma<D><<<grid, TMA_THREADS, smem, s>>>(tq, tk, tv, p);
+  dim3 grid((unsigned)((p.Tq + 64 * NC - 1) / (64 * NC)), (unsigned)p.Hq, (unsigned)B);
+  k_attn_fwd_tma<D, NC><<<grid, 128 * (NC + 1), smem, s>>>(tq, tk, tv, p);
   return cudaGetLastError();
 }
 
@@ -455,7 +460,7 @@ static cudaError_t launch_tma(const attn_params &p, int64_t B, cudaStream_t s) {
 int pc_attn_fwd_wg_usable(int64_t D) {
 #if defined(POSE_CUDA_SM90A)
   const char *cfg = getenv("POSE_ATTN_FWD");
-  if (cfg && strcmp(cfg, "wg") != 0 && strcmp(cfg, "wgcp") != 0) return 0;
+  if (cfg && strcmp(cfg, "wg") != 0 && strcmp(cfg, "wgcp") != 0 && strcmp(cfg, "wg2") != 0) return 0;
   if (D != 64 && D != 128) return 0;
   int dev = 0, major = 0, minor = 0;
   if (cudaGetDevice(&dev) != cudaSuccess) return 0;
@@ -473,5 +478,7 @@ int pc_attn_fwd_wg_usable(int64_t D) {
 cudaError_t pc_attn_fwd_wg(const attn_params &p, int64_t B, int64_t D, cudaStream_t s) {
   const char *cfg = getenv("POSE_ATTN_FWD");
   if (cfg && !strcmp(cfg, "wgcp")) return D == 128 ? launch_wg<128>(p, B, s) : launch_wg<64>(p, B, s);
-  return D == 128 ? launch_tma<128>(p, B, s) : launch_tma<64>(p, B, s);
+  if (D == 128) return launch_tma<128, 2>(p, B, s);
+  if (cfg && !strcmp(cfg, "wg2")) return launch_tma<64, 2>(p, B, s); // D = 64 with two consumer groups
+  return launch_tma<64, 3>(p, B, s);
 }
