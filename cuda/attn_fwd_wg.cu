@@ -251,6 +251,25 @@ static cudaError_t launch_wg(const attn_params &p, int64_t B, cudaStream_t s) {
 #define TMA_NS 2
 
 #if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
+// Inter-warpgroup ping-pong (FA3): the consumer groups take turns issuing their wgmma chains, in a fixed round
+// robin on named barriers 1..NC (0 is __syncthreads'): group g waits on barrier 1+g until its predecessor has
+// issued, issues, then lets its successor go. While one group's chains run, the others do softmax. Every group
+// takes the same number of turns; the last group skips its final hand-over, which no one would wait for.
+struct wg_turns {
+  int g, nc, on;
+  __device__ __forceinline__ void start() const { // the round starts with group 0
+    if (on && g == nc - 1) asm volatile("bar.arrive %0, %1;\n" ::"r"(1), "r"(256) : "memory");
+  }
+  __device__ __forceinline__ void begin() const {
+    if (on) asm volatile("bar.sync %0, %1;\n" ::"r"(1 + g), "r"(256) : "memory");
+  }
+  __device__ __forceinline__ void end(bool last) const {
+    if (on && !(last && g == nc - 1)) asm volatile("bar.arrive %0, %1;\n" ::"r"(1 + (g + 1) % nc), "r"(256) : "memory");
+  }
+};
+#endif
+
+#if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
 // S = Q K^T for one key tile (K at k_addr), issued as one wgmma group
 template <int D>
 __device__ __forceinline__ void issue_qk(float *sacc, uint32_t q_base, uint32_t k_addr) {
@@ -284,14 +303,17 @@ template <int D>
 __device__ __forceinline__ void tma_step(int j, float *sacc, float *o, uint32_t (*a)[4], float *alpha, float *m_r,
                                          float *l_r, const attn_params &p, int64_t kt_lo, int64_t wq0, int64_t wq1,
                                          int64_t r0, int64_t r1, float sl2, int lane, uint32_t q_base, uint32_t k_base,
-                                         uint32_t v_base, uint32_t bkf, uint32_t bvf, uint32_t bke, uint32_t bve) {
+                                         uint32_t v_base, uint32_t bkf, uint32_t bvf, uint32_t bke, uint32_t bve,
+                                         const wg_turns &tn) {
   constexpr int BN = WG_BN, KB = BN * D * 2, NS = TMA_NS, NSA = BN / 2, NO = D / 2;
   const int s = j % NS, sp = (j - 1) % NS;
   mbar_wait(bkf + 8 * s, (j / NS) & 1);
+  tn.begin();
   issue_qk<D>(sacc, q_base, k_base + s * KB);
   wg_rescale<D>(o, alpha);
   mbar_wait(bvf + 8 * sp, ((j - 1) / NS) & 1);
   issue_pv<D>(o, a, v_base + sp * KB);
+  tn.end(false);
   wg_wait<1>(); // S_j
   wg_acc_fence<NSA>(sacc);
   mbar_arrive(bke + 8 * s);
@@ -309,7 +331,7 @@ template <int D>
 __device__ __forceinline__ void tma_consumer(const attn_params &p, unsigned char *sQ, unsigned char *sK,
                                              unsigned char *sV, uint32_t bq, uint32_t bkf, uint32_t bvf,
                                              uint32_t bke, uint32_t bve, int64_t q0, int64_t kt_lo, int ntiles,
-                                             int64_t b, int64_t h, int wg, int w, int lane) {
+                                             int64_t b, int64_t h, int wg, int w, int lane, int nc, int pingpong) {
   constexpr int BN = WG_BN, QB = 64 * D * 2, KB = BN * D * 2, NS = TMA_NS, NSA = BN / 2, NO = D / 2;
   const int64_t wq0 = q0 + wg * 64;
   const int64_t wq1 = (wq0 + 63 < p.Tq ? wq0 + 63 : p.Tq - 1);
@@ -325,9 +347,13 @@ __device__ __forceinline__ void tma_consumer(const attn_params &p, unsigned char
   // masked (P = 0, alpha = 1), which costs at most the diagonal tile.
   float sacc[NSA], alpha[2];
   uint32_t a[WG_BN / 16][4];
+  const wg_turns tn = {wg, nc, pingpong};
   if (ntiles > 0) { // tile 0: S, softmax, P
+    tn.start();
     mbar_wait(bkf, 0);
+    tn.begin();
     issue_qk<D>(sacc, q_base, k_base);
+    tn.end(false);
     wg_wait<0>();
     wg_acc_fence<NSA>(sacc);
     mbar_arrive(bke);
@@ -336,12 +362,14 @@ __device__ __forceinline__ void tma_consumer(const attn_params &p, unsigned char
   }
   for (int j = 1; j < ntiles; j++)
     tma_step<D>(j, sacc, o, a, alpha, m_r, l_r, p, kt_lo, wq0, wq1, r0, r1, sl2, lane, q_base, k_base, v_base, bkf,
-                bvf, bke, bve);
+                bvf, bke, bve, tn);
   if (ntiles > 0) { // the last tile's P V
     const int sl = (ntiles - 1) % NS;
     wg_rescale<D>(o, alpha);
     mbar_wait(bvf + 8 * sl, ((ntiles - 1) / NS) & 1);
+    tn.begin();
     issue_pv<D>(o, a, v_base + sl * KB);
+    tn.end(true);
     wg_wait<0>();
     wg_acc_fence<NO>(o);
     mbar_arrive(bve + 8 * sl);
@@ -353,7 +381,7 @@ __device__ __forceinline__ void tma_consumer(const attn_params &p, unsigned char
 template <int D, int NC>
 __global__ void __launch_bounds__(128 * (NC + 1), 1)
     k_attn_fwd_tma(const __grid_constant__ CUtensorMap tq, const __grid_constant__ CUtensorMap tk,
-                   const __grid_constant__ CUtensorMap tv, attn_params p) {
+                   const __grid_constant__ CUtensorMap tv, attn_params p, int pingpong) {
 #if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
   constexpr int BM = 64 * NC, BN = WG_BN, QB = 64 * D * 2, KB = BN * D * 2, DB = D / 64, NS = TMA_NS;
   extern __shared__ unsigned char smem_dyn[];
@@ -413,7 +441,8 @@ __global__ void __launch_bounds__(128 * (NC + 1), 1)
     // per scheduler partition: one producer warp + NC consumer warps share 512 registers per lane
     if constexpr (NC == 2) asm volatile("setmaxnreg.inc.sync.aligned.u32 232;\n");
     else asm volatile("setmaxnreg.inc.sync.aligned.u32 160;\n");
-    tma_consumer<D>(p, sQ, sK, sV, bq, bkf, bvf, bke, bve, q0, kt_lo, ntiles, b, h, (warp >> 2) - 1, warp & 3, lane);
+    tma_consumer<D>(p, sQ, sK, sV, bq, bkf, bvf, bke, bve, q0, kt_lo, ntiles, b, h, (warp >> 2) - 1, warp & 3, lane,
+                    NC, pingpong);
   }
 #endif
 }
@@ -451,7 +480,9 @@ static cudaError_t launch_tma(const attn_params &p, int64_t B, cudaStream_t s) {
   e = cudaFuncSetAttribute(k_attn_fwd_tma<D, NC>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
   if (e != cudaSuccess) return e;
   dim3 grid((unsigned)((p.Tq + 64 * NC - 1) / (64 * NC)), (unsigned)p.Hq, (unsigned)B);
-  k_attn_fwd_tma<D, NC><<<grid, 128 * (NC + 1), smem, s>>>(tq, tk, tv, p);
+  // POSE_ATTN_PINGPONG=0: consumer groups issue independently (for comparison)
+  const char *pp = getenv("POSE_ATTN_PINGPONG");
+  k_attn_fwd_tma<D, NC><<<grid, 128 * (NC + 1), smem, s>>>(tq, tk, tv, p, !(pp && !strcmp(pp, "0")));
   return cudaGetLastError();
 }
 
