@@ -35,19 +35,19 @@ __device__ __forceinline__ void wg_softmax_tile(float *s, float *alpha_r, float 
                                                 int64_t r0, int64_t r1, float sl2, int lane) {
   const bool need_mask = k0 + BN > p.Tk || k0 + BN - 1 > wq0 + p.q_off ||
                          (p.window > 0 && wq1 + p.q_off - k0 >= p.window);
+  // raw scores: the scale is positive, so the row max can be taken before scaling and the scale folded into the
+  // exponent's argument (one FFMA per element instead of a multiply and a subtraction; the tile is issue-bound)
+  if (need_mask) {
 #pragma unroll
-  for (int n = 0; n < BN / 8; n++)
+    for (int n = 0; n < BN / 8; n++)
 #pragma unroll
-    for (int e = 0; e < 4; e++) {
-      float v = s[n * 4 + e] * sl2;
-      if (need_mask) {
+      for (int e = 0; e < 4; e++) {
         const int kj = (int)(k0 + n * 8 + (lane & 3) * 2 + (e & 1));
         if (!attn_visible32((int)(e < 2 ? r0 : r1), kj, INT_MAX, (int)p.Tk, (int)p.q_off, (int)p.window))
-          v = -INFINITY;
+          s[n * 4 + e] = -INFINITY;
       }
-      s[n * 4 + e] = v;
-    }
-  // online softmax: a row's values are spread over the 4 lanes of a quad
+  }
+  // online softmax in the log2 domain: a row's values are spread over the 4 lanes of a quad
 #pragma unroll
   for (int r = 0; r < 2; r++) {
     float mx = -INFINITY;
@@ -55,13 +55,14 @@ __device__ __forceinline__ void wg_softmax_tile(float *s, float *alpha_r, float 
     for (int n = 0; n < BN / 8; n++) mx = fmaxf(mx, fmaxf(s[n * 4 + 2 * r], s[n * 4 + 2 * r + 1]));
     mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
     mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
-    const float m_new = fmaxf(m_r[r], mx);
+    const float m_new = fmaxf(m_r[r], mx * sl2);
     const float m_use = m_new == -INFINITY ? 0.0f : m_new;
     const float alpha = fast_exp2(m_r[r] - m_use);
     float sum = 0.0f;
 #pragma unroll
     for (int n = 0; n < BN / 8; n++) {
-      const float p0 = fast_exp2(s[n * 4 + 2 * r] - m_use), p1 = fast_exp2(s[n * 4 + 2 * r + 1] - m_use);
+      const float p0 = fast_exp2(fmaf(s[n * 4 + 2 * r], sl2, -m_use));
+      const float p1 = fast_exp2(fmaf(s[n * 4 + 2 * r + 1], sl2, -m_use));
       s[n * 4 + 2 * r] = p0;
       s[n * 4 + 2 * r + 1] = p1;
       sum += p0 + p1;
