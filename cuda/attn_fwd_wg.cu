@@ -246,9 +246,8 @@ static cudaError_t launch_wg(const attn_params &p, int64_t B, cudaStream_t s) {
 // warpgroup waits only for the data it needs, so the two drift apart and one's wgmma chains overlap the other's
 // softmax. TMA writes the same 128B-swizzled layout (box inner extent 64 elements = 128 bytes) and zero-fills
 // rows past the tensor's end.
-// warpgroup 0: producer (one thread issues); warpgroups 1..NC: consumers of 64 query rows each. NC = 2 at D = 128;
-// NC = 3 at D = 64, where the softmax (exp2 on the special-function unit) costs as much as the tile's MMAs and a
-// third group hides more of it.
+// warpgroup 0: producer (one thread issues); warpgroups 1..NC: consumers of 64 query rows each. NC = 2; NC = 3 at
+// D = 64 (POSE_ATTN_FWD=wg3) was 1.5% faster in run W4 but spills at 160 registers since the FFMA softmax.
 #define TMA_NS 2
 
 #if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
@@ -492,7 +491,7 @@ static cudaError_t launch_tma(const attn_params &p, int64_t B, cudaStream_t s) {
 int pc_attn_fwd_wg_usable(int64_t D) {
 #if defined(POSE_CUDA_SM90A)
   const char *cfg = getenv("POSE_ATTN_FWD");
-  if (cfg && strcmp(cfg, "wg") != 0 && strcmp(cfg, "wgcp") != 0 && strcmp(cfg, "wg2") != 0) return 0;
+  if (cfg && strcmp(cfg, "wg") != 0 && strcmp(cfg, "wgcp") != 0 && strcmp(cfg, "wg3") != 0) return 0;
   if (D != 64 && D != 128) return 0;
   int dev = 0, major = 0, minor = 0;
   if (cudaGetDevice(&dev) != cudaSuccess) return 0;
@@ -511,6 +510,6 @@ cudaError_t pc_attn_fwd_wg(const attn_params &p, int64_t B, int64_t D, cudaStrea
   const char *cfg = getenv("POSE_ATTN_FWD");
   if (cfg && !strcmp(cfg, "wgcp")) return D == 128 ? launch_wg<128>(p, B, s) : launch_wg<64>(p, B, s);
   if (D == 128) return launch_tma<128, 2>(p, B, s);
-  if (cfg && !strcmp(cfg, "wg2")) return launch_tma<64, 2>(p, B, s); // D = 64 with two consumer groups
-  return launch_tma<64, 3>(p, B, s);
+  if (cfg && !strcmp(cfg, "wg3")) return launch_tma<64, 3>(p, B, s); // D = 64 with three consumer groups
+  return launch_tma<64, 2>(p, B, s);
 }
