@@ -85,12 +85,17 @@ static void new_pair(const char *cfg_text, uint64_t seed, pose_model **mc, pose_
   cJSON_Delete(cfg);
 }
 
-/* Copies a's weights, rounded to bf16, into a and b. */
+/* Copies a's weights, rounded to bf16, into a and b. The 1-d tensors (biases, norm weights and biases), which the
+ * initialisation sets to 0 or 1, get random values first so that their paths are exercised too. */
 static void share_bf16_weights(pose_model *a, pose_model *b) {
+  pose_rng r;
+  pose_rng_init(&r, 1234, 5);
   for (size_t i = 0; i < pose_model_num_params(a); i++) {
     const pose_param *p = pose_model_param_info(a, i);
     float *w = malloc(sizeof(float) * (size_t)p->numel);
     CHECK_OK(pose_model_param_get(a, i, w));
+    if (p->ndim == 1)
+      for (int64_t k = 0; k < p->numel; k++) w[k] += 0.1f * pose_rng_normal(&r);
     for (int64_t k = 0; k < p->numel; k++) w[k] = pose_bf16_to_f32(pose_f32_to_bf16(w[k]));
     CHECK_OK(pose_model_param_set(a, i, w));
     CHECK_OK(pose_model_param_set(b, i, w));
