@@ -1,6 +1,8 @@
 // The decoder on the GPU (core/model_gpu.h): the same function as core/model_fwd.c, assembled from the kernels of
 // pose_cuda.h, in bf16 with fp32 accumulation, fp32 statistics and fp32 master weights and gradients. LLaMA family
 // (llama, mistral, qwen2): RMSNorm, SwiGLU, half-split rotary, GQA, q/k/v biases, sliding window, tied embeddings.
+// (GPT-J, GPT-NeoX and Baichuan share the arenas and parameter functions here; their layers and run are in
+// cuda/model_gpu_families.cu.)
 //
 // One layer, sequential residual (every tensor bf16 [N rows, ...] unless noted):
 //   h1 = rmsnorm(x) (rstd fp32)      q = h1 Wq^T + bq [N,Q]      kv = h1 [Wk;Wv]^T + [bk;bv] [N,2KV] (one GEMM)
@@ -18,14 +20,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "common.cuh"
-
-extern "C" {
-#include "model_gpu.h"
-}
+#include "model_gpu_internal.cuh"
 
 #define ARENA_ALIGN 64                       // elements: 256 bytes of fp32, 128 of bf16
-#define HEAD_BYTES ((size_t)256 << 20)       // logits chunk of the LM head
 
 // ---- per-device stream shared by the model and its optimizer (every call orders on it) ---------------------------
 
@@ -73,47 +70,13 @@ extern "C" pose_status pose_gpu_memory(int dev, int reset, size_t *used, size_t 
   return POSE_OK;
 }
 
-// ---- the model's device state --------------------------------------------------------------------------------------
-
-struct pose_gpu_model {
-  int dev;
-  cudaStream_t s = NULL;
-  pose_cuda_blas *blas;
-  size_t numel;     // arena elements, padding included
-  size_t *off;      // offset of each parameter in the arenas
-  float *w, *g;     // fp32 master weights, fp32 gradients (NULL until first needed)
-  bf16 *wc;         // bf16 compute copies
-  float *inv_freq;  // [rot/2]
-  int ref_attn;     // head dim other than 64/128: the reference attention kernels
-  int bf16;         // pure-bf16 policy: no fp32 masters (w == NULL); wc is the weights (pose_gpu_model_set_bf16)
-  // Lazy gradient zeroing: gz[i] = 1 means parameter i's gradient is logically zero whatever its memory holds; the
-  // first writer of a step overwrites (GEMM beta = 0) or clears the tensor first (norm, bias, embedding gradients:
-  // small, or written sparsely), later writers accumulate. zero_grad only sets the flags.
-  unsigned char *gz;
-  int eager_zero;   // tests: zero_grad memsets the gradients as before (pose_gpu_model_set_lazy_zero(m, 0))
-  // Gradient slots (the trainer's fused update): instead of the arena, two layer-sized slots that layers use
-  // alternately (layer l -> slot l % 2) plus the region of the other parameters (embedding, LM head, final norm).
-  int slots;
-  float *gslot;
-  int *group;       // per parameter: its layer, or cfg.layers for the others
-  size_t *layer_lo; // arena offset where layer l's parameters begin (each layer's parameters are contiguous)
-  size_t span, rest_lo; // elements of one layer slot (the largest layer), first offset after the layers
-  int64_t head_rows; // tests: at most this many rows per LM-head chunk (0: by HEAD_BYTES)
-};
-
-static inline const bf16 *WC(pose_model *m, int i) { return i < 0 ? NULL : (const bf16 *)m->params[i].w_bf16; }
-static inline const float *W32(pose_model *m, int i) { return i < 0 ? NULL : m->params[i].w; }
-// norm weights: the fp32 masters, or under the pure-bf16 policy the bf16 weights themselves
-static inline const void *NW(pose_model *m, int i) { return m->gpu->bf16 ? (const void *)WC(m, i) : (const void *)W32(m, i); }
-static inline pose_dtype NWDT(const pose_model *m) { return m->gpu->bf16 ? POSE_BF16 : POSE_F32; }
-static inline float *G32(pose_model *m, int i) { return i < 0 ? NULL : m->params[i].g; }
-
 static pose_status check_supported(const pose_model *m) {
   const pose_model_cfg *c = &m->cfg;
-  if (c->family != POSE_FAMILY_LLAMA && c->family != POSE_FAMILY_MISTRAL && c->family != POSE_FAMILY_QWEN2)
-    return pose_error(POSE_EUNSUPPORTED, "model: the GPU decoder supports the LLaMA family (llama, mistral, qwen2) "
-                      "for now; load this %s model with device \"cpu\"", c->model_type);
-  if (c->norm != POSE_NORM_RMS || !c->glu || c->parallel || c->shared_ln || c->interleaved ||
+  if (pc_fam_generic(m)) POSE_TRY(pc_fam_check(m)); // gptj, gpt_neox, baichuan: cuda/model_gpu_families.cu
+  else if (c->family != POSE_FAMILY_LLAMA && c->family != POSE_FAMILY_MISTRAL && c->family != POSE_FAMILY_QWEN2)
+    return pose_error(POSE_EUNSUPPORTED, "model: the GPU decoder does not support model type %s; load it with "
+                      "device \"cpu\"", c->model_type);
+  else if (c->norm != POSE_NORM_RMS || !c->glu || c->parallel || c->shared_ln || c->interleaved ||
       c->qkv != POSE_QKV_SEPARATE || c->norm_head)
     return pose_error(POSE_EUNSUPPORTED, "model: this %s variant (norm, MLP, residual or rotary layout) is not "
                       "supported on the GPU", c->model_type);
@@ -244,7 +207,7 @@ extern "C" pose_status pose_gpu_model_ensure_grads(pose_model *m) {
 extern "C" pose_status pose_gpu_model_zero_grad(pose_model *m) {
   pose_gpu_model *G = m->gpu;
   POSE_TRY(pose_gpu_model_ensure_grads(m));
-  if (G->eager_zero) {
+  if (G->eager_zero || pc_fam_generic(m)) { // (the GPT-J / NeoX / Baichuan decoder only adds to its gradients)
     PC_CU(cudaMemsetAsync(G->slots ? G->gslot : G->g, 0, (G->slots ? slot_elems(G) : G->numel) * sizeof(float), G->s),
           "memset");
     memset(G->gz, 0, m->n_params);
@@ -261,6 +224,9 @@ extern "C" pose_status pose_gpu_model_set_grad_slots(pose_model *m, int on) {
   pose_gpu_model *G = m->gpu;
   on = on != 0;
   if (G->slots == on) return POSE_OK;
+  if (on && pc_fam_generic(m))
+    return pose_error(POSE_EUNSUPPORTED, "model: the fused update (gradient slots, per-layer optimizer callbacks) is "
+                      "implemented for the LLaMA family's GPU decoder, not for %s", m->cfg.model_type);
   PC_CU(cudaSetDevice(G->dev), "cudaSetDevice");
   // stream-ordered frees: every earlier use of the old buffers on this stream completes first
   if (on) {
@@ -504,33 +470,6 @@ static void ws_layout(const pose_model *m, const run_ctx &rc, workspace *w, bump
   }
 }
 
-// ---- GEMM shorthands (row-major; W is a Hugging Face [out, in] weight) -------------------------------------------
-
-static pose_status gemm(pose_gpu_model *G, int ta, int tb, int64_t M, int64_t N, int64_t K, const void *A, int64_t lda,
-                        const void *B, int64_t ldb, void *C, pose_dtype cdt, int64_t ldc, float beta,
-                        const void *bias) {
-  pose_cuda_gemm_args g;
-  pose_cuda_gemm_args_init(&g);
-  g.trans_a = ta; g.trans_b = tb;
-  g.M = M; g.N = N; g.K = K;
-  g.A = A; g.a_dt = POSE_BF16; g.lda = lda;
-  g.B = B; g.b_dt = POSE_BF16; g.ldb = ldb;
-  g.C = C; g.c_dt = cdt; g.ldc = ldc;
-  g.beta = beta;
-  g.bias = bias;
-  return pose_cuda_gemm(G->blas, &g, G->s);
-}
-
-// y[N,out] (beta: +)= x[N,in] W^T + bias
-static pose_status lin_fwd(pose_gpu_model *G, const bf16 *x, int64_t N, int64_t in, const bf16 *W, int64_t out,
-                           const bf16 *bias, bf16 *y, float beta) {
-  return gemm(G, 0, 1, N, out, in, x, in, W, in, y, POSE_BF16, out, beta, bias);
-}
-// dx[N,in] (beta: +)= dy[N,out] W
-static pose_status lin_dx(pose_gpu_model *G, const bf16 *dy, int64_t lddy, int64_t N, int64_t out, const bf16 *W,
-                          int64_t in, bf16 *dx, float beta) {
-  return gemm(G, 0, 0, N, in, out, dy, lddy, W, in, dx, POSE_BF16, in, beta, NULL);
-}
 // ---- lazy zeroing: the first writer of a parameter's gradient in a step overwrites it ------------------------------
 
 // Clears parameter i's gradient for real if it is only logically zero (before a kernel that can only add).
@@ -569,14 +508,14 @@ static pose_status grads_settle(pose_model *m, int group) {
 }
 
 // dW[out,in] (+)= dy[N,out]^T x[N,in] (fp32) into parameter wi's gradient (and wj's, adjacent: a fused projection)
-static pose_status lin_dw(pose_model *m, int wi, int wj, const bf16 *dy, int64_t lddy, int64_t N, int64_t out,
+static pose_status lin_dw_lazy(pose_model *m, int wi, int wj, const bf16 *dy, int64_t lddy, int64_t N, int64_t out,
                           const bf16 *x, int64_t in) {
   if (wi < 0) return POSE_OK;
   float beta = 1.0f;
   POSE_TRY(dw_beta(m, wi, wj, &beta));
   return gemm(m->gpu, 1, 0, out, in, N, dy, lddy, x, in, m->params[wi].g, POSE_F32, in, beta, NULL);
 }
-static pose_status bias_grad(pose_model *m, int bi, int bj, const bf16 *dy, int64_t ld, int64_t N, int64_t C) {
+static pose_status bias_grad_lazy(pose_model *m, int bi, int bj, const bf16 *dy, int64_t ld, int64_t N, int64_t C) {
   if (bi < 0) return POSE_OK;
   POSE_TRY(grad_clear(m, bi));
   POSE_TRY(grad_clear(m, bj));
@@ -664,18 +603,18 @@ static pose_status layer_bwd(pose_model *m, int64_t l, const layer_acts *A, cons
   // MLP: da = dres Wd; dg|du = act'; dh2 = dgu [Wg;Wu]
   bf16 *da = w->dA, *dgu = w->dB;
   POSE_TRY(lin_dx(G, w->dres, D, N, D, WC(m, L->md_w), I, da, 0.0f));
-  POSE_TRY(lin_dw(m, L->md_w, -1, w->dres, D, N, D, A->a, I));
-  POSE_TRY(bias_grad(m, L->md_b, -1, w->dres, D, N, D));
+  POSE_TRY(lin_dw_lazy(m, L->md_w, -1, w->dres, D, N, D, A->a, I));
+  POSE_TRY(bias_grad_lazy(m, L->md_b, -1, w->dres, D, N, D));
   POSE_TRY(pose_cuda_act_bwd(act_kind(m), A->gu, A->gu + I, 2 * I, POSE_BF16, N, I, da, dgu, dgu + I, 2 * I, G->s));
   POSE_TRY(lin_dx(G, dgu, 2 * I, N, 2 * I, WC(m, L->mg_w), D, w->dh, 0.0f));
-  POSE_TRY(lin_dw(m, L->mg_w, L->mu_w, dgu, 2 * I, N, 2 * I, A->h2, D));
-  POSE_TRY(bias_grad(m, L->mg_b, L->mu_b, dgu, 2 * I, N, 2 * I));
+  POSE_TRY(lin_dw_lazy(m, L->mg_w, L->mu_w, dgu, 2 * I, N, 2 * I, A->h2, D));
+  POSE_TRY(bias_grad_lazy(m, L->mg_b, L->mu_b, dgu, 2 * I, N, 2 * I));
   POSE_TRY(rms_bwd(m, L->ln2_w, A->x1, A->rs2, w->dh, N, w->dres, 1));
   // attention: datt = dres Wo; flash backward; inverse rotation; dh1 = dq Wq + dkv [Wk;Wv]
   bf16 *datt = w->dA, *dq = w->dB, *dkv = w->dB + N * Q;
   POSE_TRY(lin_dx(G, w->dres, D, N, D, WC(m, L->o_w), Q, datt, 0.0f));
-  POSE_TRY(lin_dw(m, L->o_w, -1, w->dres, D, N, D, A->att, Q));
-  POSE_TRY(bias_grad(m, L->o_b, -1, w->dres, D, N, D));
+  POSE_TRY(lin_dw_lazy(m, L->o_w, -1, w->dres, D, N, D, A->att, Q));
+  POSE_TRY(bias_grad_lazy(m, L->o_b, -1, w->dres, D, N, D));
   pose_cuda_attn_dims d;
   attn_dims(m, l, rc, &d);
   const uint16_t *q = (const uint16_t *)A->q, *k = (const uint16_t *)A->kv, *v = (const uint16_t *)(A->kv + KV);
@@ -688,10 +627,10 @@ static pose_status layer_bwd(pose_model *m, int64_t l, const layer_acts *A, cons
   POSE_TRY(rope(m, dkv, N, 2 * KV, c->kv_heads, w->pos, 1));
   POSE_TRY(lin_dx(G, dq, Q, N, Q, WC(m, L->q_w), D, w->dh, 0.0f));
   POSE_TRY(lin_dx(G, dkv, 2 * KV, N, 2 * KV, WC(m, L->k_w), D, w->dh, 1.0f));
-  POSE_TRY(lin_dw(m, L->q_w, -1, dq, Q, N, Q, A->h1, D));
-  POSE_TRY(lin_dw(m, L->k_w, L->v_w, dkv, 2 * KV, N, 2 * KV, A->h1, D));
-  POSE_TRY(bias_grad(m, L->q_b, -1, dq, Q, N, Q));
-  POSE_TRY(bias_grad(m, L->k_b, L->v_b, dkv, 2 * KV, N, 2 * KV));
+  POSE_TRY(lin_dw_lazy(m, L->q_w, -1, dq, Q, N, Q, A->h1, D));
+  POSE_TRY(lin_dw_lazy(m, L->k_w, L->v_w, dkv, 2 * KV, N, 2 * KV, A->h1, D));
+  POSE_TRY(bias_grad_lazy(m, L->q_b, -1, dq, Q, N, Q));
+  POSE_TRY(bias_grad_lazy(m, L->k_b, L->v_b, dkv, 2 * KV, N, 2 * KV));
   return rms_bwd(m, L->ln1_w, x, A->rs1, w->dh, N, w->dres, 1);
 }
 
@@ -754,8 +693,8 @@ static pose_status run_device(pose_model *m, pose_model_run_args *a, const run_c
     POSE_TRY(pose_cuda_xent_fwd_bwd(w->head, POSE_BF16, V, rr, V, w->tgt + r0, a->scale, w->nll + r0, NULL, w->head,
                                     POSE_BF16, V, s));
     POSE_TRY(lin_dx(G, w->head, V, rr, V, Wlm, D, w->dh + r0 * D, 0.0f));
-    POSE_TRY(lin_dw(m, m->lm_w, -1, w->head, V, rr, V, h, D));
-    POSE_TRY(bias_grad(m, m->lm_b, -1, w->head, V, rr, V));
+    POSE_TRY(lin_dw_lazy(m, m->lm_w, -1, w->head, V, rr, V, h, D));
+    POSE_TRY(bias_grad_lazy(m, m->lm_b, -1, w->head, V, rr, V));
   }
   if (!rc.train) return POSE_OK;
   const pose_gpu_bwd_hook *hk = rc.hook;
@@ -781,6 +720,10 @@ static pose_status run_device(pose_model *m, pose_model_run_args *a, const run_c
 }
 
 extern "C" pose_status pose_gpu_model_run(pose_model *m, pose_model_run_args *a) {
+  if (pc_fam_generic(m)) { // gptj, gpt_neox, baichuan: cuda/model_gpu_families.cu
+    if (a->hook) return pose_error(POSE_EUNSUPPORTED, "model: per-layer optimizer callbacks need the LLaMA family");
+    return pc_fam_run(m, a);
+  }
   pose_gpu_model *G = m->gpu;
   const pose_model_cfg *c = &m->cfg;
   PC_CU(cudaSetDevice(G->dev), "cudaSetDevice");
