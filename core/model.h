@@ -29,6 +29,8 @@ typedef struct {
   int64_t shape[4];
   int decay;
   void *w_bf16; /* cuda models: device bf16 compute copy of w; NULL on the cpu */
+  int g_bf16;   /* 1: g actually holds bf16 values (cuda models under the bf16 policy with the trainer's fused
+                 * update: the decoder layers' transient gradient slots); 0: fp32 */
 } pose_param;
 
 /* Loads a checkpoint directory (config.json + safetensors; f32, bf16 or f16 tensors, held as f32). rope_override:

@@ -52,11 +52,16 @@ void pose_gpu_model_set_lazy_zero(pose_model *m, int on);
 void pose_gpu_model_set_head_rows(pose_model *m, int64_t rows);
 /* Gradient slots (on = 1; the trainer's fused update): the fp32 gradient arena is freed and replaced by two
  * layer-sized slots used alternately by the layers (layer l writes slot l % 2) plus one region for the parameters
- * outside the layers (embedding, final norm, LM head). params' g point into them, so layers l and l + 2 share
+ * outside the layers (embedding, final norm, LM head); under the bf16 policy the layer slots are bf16 (below).
+ * params' g point into them, so layers l and l + 2 share
  * memory: every backward then starts from zero (no accumulation across calls) and gradients cannot be read back
  * (pose_gpu_param_get(.., 1, ..) answers POSE_EUNSUPPORTED). on = 0 goes back to the arena (zeroed). */
 pose_status pose_gpu_model_set_grad_slots(pose_model *m, int on);
 int pose_gpu_model_grad_slots(const pose_model *m);
+/* Under the bf16 policy the layer slots hold bf16 gradients (params' g_bf16 = 1; on by default): the dW GEMMs write
+ * bf16 and the norm / bias gradients are converted; the other parameters' region stays fp32. off: fp32 slots (the
+ * fused update then gives the unfused step's numbers bit for bit; tests). */
+pose_status pose_gpu_model_set_bf16_slots(pose_model *m, int on);
 /* Layer of parameter i (0..layers-1), or cfg.layers for the parameters outside the layers. */
 int pose_gpu_model_param_group(const pose_model *m, size_t i);
 /* Bytes of gradient memory held now (arena or slots). */

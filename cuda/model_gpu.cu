@@ -165,6 +165,7 @@ extern "C" void pose_gpu_model_free(pose_model *m) {
     pc_scratch_free(G->w, G->s);
     pc_scratch_free(G->g, G->s);
     pc_scratch_free(G->gslot, G->s);
+    pc_scratch_free(G->gscr, G->s);
     pc_scratch_free(G->wc, G->s);
     pc_scratch_free(G->inv_freq, G->s);
     cudaStreamSynchronize(G->s);
@@ -179,20 +180,41 @@ extern "C" void pose_gpu_model_free(pose_model *m) {
   for (size_t i = 0; i < m->n_params; i++) m->params[i].w = m->params[i].g = NULL, m->params[i].w_bf16 = NULL;
 }
 
-static size_t slot_elems(const pose_gpu_model *G) { return 2 * G->span + (G->numel - G->rest_lo); }
+// Slot memory in fp32 units: two layer slots (fp32, or bf16 = half the bytes) and the fp32 region of the others.
+static size_t slot_elems(const pose_gpu_model *G) {
+  return (G->slot_bf16 ? G->span : 2 * G->span) + (G->numel - G->rest_lo);
+}
 
 extern "C" pose_status pose_gpu_model_ensure_grads(pose_model *m) {
   pose_gpu_model *G = m->gpu;
   if (G->slots ? G->gslot != NULL : G->g != NULL) return POSE_OK;
   PC_CU(cudaSetDevice(G->dev), "cudaSetDevice");
   if (G->slots) {
+    G->slot_bf16 = G->bf16 && !G->no_bf16_slots;
     const size_t n = slot_elems(G);
     pose_status st = galloc((void **)&G->gslot, n * sizeof(float), G->s);
     if (st != POSE_OK) return pose_error_prefix(st, "model: gradient slots (%.2f GB): ", n * 4.0 / 1e9);
+    // scratch for the small fp32 gradients (norm weights, bias pairs) converted into bf16 slots
+    size_t sc = 64;
+    for (size_t i = 0; i < m->n_params; i++)
+      if (G->group[i] < m->cfg.layers && m->kinds[i] != POSE_PK_MATRIX && 2 * (size_t)m->params[i].numel > sc)
+        sc = 2 * (size_t)m->params[i].numel;
+    if (G->slot_bf16 && G->gscr_n < sc) {
+      pc_scratch_free(G->gscr, G->s);
+      G->gscr = NULL;
+      G->gscr_n = 0;
+      st = galloc((void **)&G->gscr, sc * sizeof(float), G->s);
+      if (st != POSE_OK) return pose_error_prefix(st, "model: gradient scratch: ");
+      G->gscr_n = sc;
+    }
+    bf16 *lb = (bf16 *)G->gslot;
+    float *rest = G->slot_bf16 ? (float *)(lb + 2 * G->span) : G->gslot + 2 * G->span;
     for (size_t i = 0; i < m->n_params; i++) {
       const int l = G->group[i];
-      m->params[i].g = l < m->cfg.layers ? G->gslot + (size_t)(l % 2) * G->span + (G->off[i] - G->layer_lo[l])
-                                         : G->gslot + 2 * G->span + (G->off[i] - G->rest_lo);
+      const size_t o = l < m->cfg.layers ? (size_t)(l % 2) * G->span + (G->off[i] - G->layer_lo[l]) : 0;
+      if (l >= m->cfg.layers) m->params[i].g = rest + (G->off[i] - G->rest_lo), m->params[i].g_bf16 = 0;
+      else if (G->slot_bf16) m->params[i].g = (float *)(void *)(lb + o), m->params[i].g_bf16 = 1;
+      else m->params[i].g = G->gslot + o, m->params[i].g_bf16 = 0;
       G->gz[i] = 1; // whatever the slot holds, nothing has been written for this parameter
     }
     return POSE_OK;
@@ -200,7 +222,7 @@ extern "C" pose_status pose_gpu_model_ensure_grads(pose_model *m) {
   pose_status st = galloc((void **)&G->g, G->numel * sizeof(float), G->s);
   if (st != POSE_OK) return pose_error_prefix(st, "model: gradients (%.2f GB): ", G->numel * 4.0 / 1e9);
   PC_CU(cudaMemsetAsync(G->g, 0, G->numel * sizeof(float), G->s), "memset");
-  for (size_t i = 0; i < m->n_params; i++) m->params[i].g = G->g + G->off[i], G->gz[i] = 0;
+  for (size_t i = 0; i < m->n_params; i++) m->params[i].g = G->g + G->off[i], m->params[i].g_bf16 = 0, G->gz[i] = 0;
   return POSE_OK;
 }
 
@@ -218,6 +240,21 @@ extern "C" pose_status pose_gpu_model_zero_grad(pose_model *m) {
 }
 
 extern "C" void pose_gpu_model_set_lazy_zero(pose_model *m, int on) { m->gpu->eager_zero = !on; }
+
+// Gradient slots of another dtype: reallocated (their content is transient anyway).
+static pose_status slots_realloc(pose_model *m) {
+  pose_gpu_model *G = m->gpu;
+  if (!G->slots || !G->gslot) return POSE_OK;
+  pc_scratch_free(G->gslot, G->s);
+  G->gslot = NULL;
+  for (size_t i = 0; i < m->n_params; i++) m->params[i].g = NULL;
+  return pose_gpu_model_ensure_grads(m);
+}
+
+extern "C" pose_status pose_gpu_model_set_bf16_slots(pose_model *m, int on) {
+  m->gpu->no_bf16_slots = !on;
+  return slots_realloc(m);
+}
 extern "C" void pose_gpu_model_set_head_rows(pose_model *m, int64_t rows) { m->gpu->head_rows = rows > 0 ? rows : 0; }
 
 extern "C" pose_status pose_gpu_model_set_grad_slots(pose_model *m, int on) {
@@ -272,7 +309,7 @@ extern "C" pose_status pose_gpu_model_set_bf16(pose_model *m, int on) {
     PC_CU(cudaStreamSynchronize(G->s), "model");
   }
   G->bf16 = on;
-  return POSE_OK;
+  return slots_realloc(m); // bf16 layer slots follow the policy
 }
 
 extern "C" int pose_gpu_model_is_bf16(const pose_model *m) { return m->gpu && m->gpu->bf16; }
@@ -476,7 +513,8 @@ static void ws_layout(const pose_model *m, const run_ctx &rc, workspace *w, bump
 static pose_status grad_clear(pose_model *m, int i) {
   pose_gpu_model *G = m->gpu;
   if (i < 0 || !G->gz[i]) return POSE_OK;
-  PC_CU(cudaMemsetAsync(m->params[i].g, 0, sizeof(float) * (size_t)m->params[i].numel, G->s), "memset");
+  const size_t esz = m->params[i].g_bf16 ? 2 : 4;
+  PC_CU(cudaMemsetAsync(m->params[i].g, 0, esz * (size_t)m->params[i].numel, G->s), "memset");
   G->gz[i] = 0;
   return POSE_OK;
 }
@@ -513,10 +551,36 @@ static pose_status lin_dw_lazy(pose_model *m, int wi, int wj, const bf16 *dy, in
   if (wi < 0) return POSE_OK;
   float beta = 1.0f;
   POSE_TRY(dw_beta(m, wi, wj, &beta));
-  return gemm(m->gpu, 1, 0, out, in, N, dy, lddy, x, in, m->params[wi].g, POSE_F32, in, beta, NULL);
+  // bf16 slots: the fp32 accumulators rounded once to bf16 (written once per backward: beta 0)
+  return gemm(m->gpu, 1, 0, out, in, N, dy, lddy, x, in, m->params[wi].g, m->params[wi].g_bf16 ? POSE_BF16 : POSE_F32,
+              in, beta, NULL);
+}
+
+// A small fp32 gradient (norm weight, bias or an adjacent bias pair of n elements) bound for a bf16 slot: computed
+// into the zeroed scratch, then converted. Returns where the kernel should add (the parameter itself, or the scratch).
+static pose_status small_grad_begin(pose_model *m, int i, int64_t n, float **dst) {
+  pose_gpu_model *G = m->gpu;
+  *dst = G32(m, i);
+  if (i < 0 || !m->params[i].g_bf16) return POSE_OK;
+  if ((size_t)n > G->gscr_n) return pose_error(POSE_EINVAL, "model: gradient scratch too small (%lld)", (long long)n);
+  PC_CU(cudaMemsetAsync(G->gscr, 0, sizeof(float) * (size_t)n, G->s), "memset");
+  *dst = G->gscr;
+  return POSE_OK;
+}
+static pose_status small_grad_end(pose_model *m, int i, int64_t n) {
+  if (i < 0 || !m->params[i].g_bf16) return POSE_OK;
+  return pose_cuda_convert(m->params[i].g, POSE_BF16, m->gpu->gscr, POSE_F32, n, m->gpu->s);
 }
 static pose_status bias_grad_lazy(pose_model *m, int bi, int bj, const bf16 *dy, int64_t ld, int64_t N, int64_t C) {
   if (bi < 0) return POSE_OK;
+  if (m->params[bi].g_bf16) { // bf16 slots: every backward writes each slot gradient once (no accumulation)
+    float *db = NULL;
+    POSE_TRY(small_grad_begin(m, bi, C, &db));
+    POSE_TRY(pose_cuda_colsum_add(dy, POSE_BF16, N, C, ld, db, m->gpu->s));
+    m->gpu->gz[bi] = 0;
+    if (bj >= 0) m->gpu->gz[bj] = 0;
+    return small_grad_end(m, bi, C);
+  }
   POSE_TRY(grad_clear(m, bi));
   POSE_TRY(grad_clear(m, bj));
   return pose_cuda_colsum_add(dy, POSE_BF16, N, C, ld, m->params[bi].g, m->gpu->s);
@@ -532,6 +596,14 @@ static pose_status rms_fwd(pose_model *m, int w_idx, const bf16 *x, int64_t N, b
 // dx (+)= the gradient at the norm's input; the norm weight's gradient is added to its fp32 slot
 static pose_status rms_bwd(pose_model *m, int w_idx, const bf16 *x, const float *rs, const bf16 *dy, int64_t N,
                            bf16 *dx, int acc) {
+  if (w_idx >= 0 && m->params[w_idx].g_bf16) { // bf16 slots (written once per backward)
+    float *dw = NULL;
+    POSE_TRY(small_grad_begin(m, w_idx, m->cfg.hidden, &dw));
+    POSE_TRY(pose_cuda_norm_bwd(1, x, POSE_BF16, NW(m, w_idx), NWDT(m), NULL, rs, dy, N, m->cfg.hidden, dx, acc, dw,
+                                NULL, m->gpu->s));
+    m->gpu->gz[w_idx] = 0;
+    return small_grad_end(m, w_idx, m->cfg.hidden);
+  }
   POSE_TRY(grad_clear(m, w_idx));
   return pose_cuda_norm_bwd(1, x, POSE_BF16, NW(m, w_idx), NWDT(m), NULL, rs, dy, N, m->cfg.hidden, dx, acc,
                             G32(m, w_idx), NULL, m->gpu->s);

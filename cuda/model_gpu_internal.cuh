@@ -40,6 +40,13 @@ struct pose_gpu_model {
   size_t *layer_lo; // arena offset where layer l's parameters begin (each layer's parameters are contiguous)
   size_t span, rest_lo; // elements of one layer slot (the largest layer), first offset after the layers
   int64_t head_rows; // tests: at most this many rows per LM-head chunk (0: by HEAD_BYTES)
+  // Under the bf16 policy the layer slots hold bf16 gradients (params' g_bf16 = 1; the peer's gradient precision:
+  // each layer gradient is written once per backward, rounded once from the fp32 accumulators); the region of the
+  // other parameters stays fp32 (LM-head chunks and the embedding accumulate into it). no_bf16_slots: fp32 slots
+  // anyway (tests: the fused update then reproduces the unfused step bit for bit).
+  int slot_bf16, no_bf16_slots;
+  float *gscr;      // fp32 scratch for the norm / bias gradients that bf16 slots receive through a conversion
+  size_t gscr_n;
 };
 
 static inline const bf16 *WC(pose_model *m, int i) { return i < 0 ? NULL : (const bf16 *)m->params[i].w_bf16; }

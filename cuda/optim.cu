@@ -268,12 +268,20 @@ __global__ void k_adamw_mt(const pose_cuda_adamw_entry *__restrict__ tab, int co
   k.neg_step_size = d ? k1.neg_step_size : k0.neg_step_size;
   if (BF16) {
     const bool vec = al16(e.w) && al16(e.g) && al16(e.m) && al16(e.v);
-    adamw_bf16_range((uint16_t *)e.w, (const float *)e.g, (uint16_t *)e.m, (uint16_t *)e.v, lo, hi, k, gscale, seed,
-                     e.stream_id, vec);
+    if (e.g_bf16)
+      adamw_bf16_range((uint16_t *)e.w, (const bf16 *)e.g, (uint16_t *)e.m, (uint16_t *)e.v, lo, hi, k, gscale, seed,
+                       e.stream_id, vec);
+    else
+      adamw_bf16_range((uint16_t *)e.w, (const float *)e.g, (uint16_t *)e.m, (uint16_t *)e.v, lo, hi, k, gscale, seed,
+                       e.stream_id, vec);
   } else {
     const bool vec = al16(e.w) && al16(e.g) && al16(e.m) && al16(e.v) && (!e.w_bf16 || al16(e.w_bf16));
-    adamw_f32_range((float *)e.w, (const float *)e.g, (float *)e.m, (float *)e.v, (uint16_t *)e.w_bf16, lo, hi, k,
-                    gscale, vec);
+    if (e.g_bf16)
+      adamw_f32_range((float *)e.w, (const bf16 *)e.g, (float *)e.m, (float *)e.v, (uint16_t *)e.w_bf16, lo, hi, k,
+                      gscale, vec);
+    else
+      adamw_f32_range((float *)e.w, (const float *)e.g, (float *)e.m, (float *)e.v, (uint16_t *)e.w_bf16, lo, hi, k,
+                      gscale, vec);
   }
 }
 
@@ -423,13 +431,48 @@ __global__ void k_finish_group(const double *__restrict__ part, const int64_t *_
   if (group_sq) *group_sq = tot;
 }
 
+// k_block_sums's squares with the dtype chosen per tensor (1 = bf16): the same partials for each tensor.
+__global__ void k_block_sumsq_mixed(const void *const *__restrict__ ptrs, const int64_t *__restrict__ numel,
+                                    const int64_t *__restrict__ first, const int32_t *__restrict__ is_bf16, int count,
+                                    double *__restrict__ part) {
+  __shared__ double sh[32];
+  int64_t b = blockIdx.x;
+  int lo = 0, hi = count - 1;
+  while (lo < hi) {
+    int mid = (lo + hi + 1) / 2;
+    if (first[mid] <= b) lo = mid;
+    else hi = mid - 1;
+  }
+  int64_t n = numel[lo], start = (b - first[lo]) * NORM_BLOCK, end = start + NORM_BLOCK < n ? start + NORM_BLOCK : n;
+  double acc = 0.0;
+  if (is_bf16[lo]) {
+    const bf16 *x = (const bf16 *)ptrs[lo];
+    for (int64_t i = start + threadIdx.x; i < end; i += blockDim.x) {
+      double xv = (double)pc_ld(x, i);
+      acc += xv * xv;
+    }
+  } else {
+    const float *x = (const float *)ptrs[lo];
+    for (int64_t i = start + threadIdx.x; i < end; i += blockDim.x) {
+      double xv = (double)pc_ld(x, i);
+      acc += xv * xv;
+    }
+  }
+  double tot = pc_block_sum(acc, sh);
+  if (threadIdx.x == 0) part[b] = tot;
+}
+
 extern "C" pose_status pose_cuda_group_sumsq(const void *const *ptrs, const int64_t *numel, const int64_t *first,
-                                             const int32_t *idx, int count, int64_t nparts, pose_dtype dt,
-                                             double *part, double *tn, double *group_sq, pose_cuda_stream s) {
+                                             const int32_t *idx, const int32_t *is_bf16, int count, int64_t nparts,
+                                             pose_dtype dt, double *part, double *tn, double *group_sq,
+                                             pose_cuda_stream s) {
   PC_DTYPE(dt, "group_sumsq");
   PC_REQUIRE(count > 0 && nparts > 0 && ptrs && numel && first && idx && part && tn, "group_sumsq: bad arguments");
   PC_REQUIRE(nparts < ((int64_t)1 << 31), "group_sumsq: %lld partials exceed the grid", (long long)nparts);
-  if (dt == POSE_F32) k_block_sums<float, true><<<(unsigned)nparts, 256, 0, s>>>((const float *const *)ptrs, numel, first, count, part);
+  if (is_bf16)
+    k_block_sumsq_mixed<<<(unsigned)nparts, 256, 0, s>>>(ptrs, numel, first, is_bf16, count, part);
+  else if (dt == POSE_F32)
+    k_block_sums<float, true><<<(unsigned)nparts, 256, 0, s>>>((const float *const *)ptrs, numel, first, count, part);
   else k_block_sums<bf16, true><<<(unsigned)nparts, 256, 0, s>>>((const bf16 *const *)ptrs, numel, first, count, part);
   PC_LAUNCHED("group_sumsq");
   k_finish_group<<<1, 256, 0, s>>>(part, first, idx, count, nparts, tn, group_sq);

@@ -38,6 +38,7 @@ struct pose_gpu_optim {
   const void **np_h, **np_d;
   int64_t *nn_h, *nn_d, *nf_h, *nf_d;
   int32_t *ni_h, *ni_d;
+  int32_t *nb_h, *nb_d;    // 1 where the gradient is bf16
   cudaEvent_t ev_tab;      // the last upload: the pinned block is rewritten only after it completed
   // fused update
   int fused;
@@ -106,7 +107,7 @@ static pose_status tables_new(pose_gpu_optim *o, const int *group, int ngroups) 
   if ((size_t)r != n) return pose_error(POSE_EINVAL, "trainer: parameter groups do not cover every parameter");
   const size_t b_tab = al8(n * sizeof(pose_cuda_adamw_entry)), b_p = al8(n * sizeof(void *)),
                b_i = al8(n * sizeof(int64_t)), b_32 = al8(n * sizeof(int32_t));
-  o->tbytes = b_tab + b_p + 2 * b_i + b_32;
+  o->tbytes = b_tab + b_p + 2 * b_i + 2 * b_32;
   PC_CU(cudaMallocHost((void **)&o->host, o->tbytes), "pinned host memory");
   POSE_TRY(pc_scratch_alloc((void **)&o->devt, o->tbytes, o->s));
   PC_CU(cudaEventCreateWithFlags(&o->ev_tab, cudaEventDisableTiming), "event");
@@ -116,7 +117,8 @@ static pose_status tables_new(pose_gpu_optim *o, const int *group, int ngroups) 
   o->np_h = (const void **)(o->host + off), o->np_d = (const void **)(o->devt + off), off += b_p;
   o->nn_h = (int64_t *)(o->host + off), o->nn_d = (int64_t *)(o->devt + off), off += b_i;
   o->nf_h = (int64_t *)(o->host + off), o->nf_d = (int64_t *)(o->devt + off), off += b_i;
-  o->ni_h = (int32_t *)(o->host + off), o->ni_d = (int32_t *)(o->devt + off);
+  o->ni_h = (int32_t *)(o->host + off), o->ni_d = (int32_t *)(o->devt + off), off += b_32;
+  o->nb_h = (int32_t *)(o->host + off), o->nb_d = (int32_t *)(o->devt + off);
   return POSE_OK;
 }
 
@@ -141,6 +143,9 @@ static pose_status tables_build(pose_gpu_optim *o, pose_param *const *ps, int64_
       e->stream_id = (uint64_t)step * o->n + (uint64_t)i;
       e->decay = p->decay != 0;
       e->guard = o->fused ? g : -1;
+      e->g_bf16 = p->g_bf16 != 0;
+      e->pad_ = 0;
+      o->nb_h[r] = p->g_bf16 != 0;
       o->np_h[r] = p->g;
       o->nn_h[r] = p->numel;
       o->ni_h[r] = i;
@@ -290,8 +295,8 @@ static pose_status group_update(pose_gpu_optim *o, int g) {
   PC_CU(cudaStreamWaitEvent(o->s2, o->ev_bwd, 0), "stream wait");
   const int r0 = o->gstart[g], cnt = o->gcount[g];
   if (cnt == 0) return POSE_OK;
-  POSE_TRY(pose_cuda_group_sumsq(o->np_d + r0, o->nn_d + r0, o->nf_d + r0, o->ni_d + r0, cnt, o->gparts[g], POSE_F32,
-                                 o->part + o->gpoff[g], o->tn, o->gsq + g, o->s2));
+  POSE_TRY(pose_cuda_group_sumsq(o->np_d + r0, o->nn_d + r0, o->nf_d + r0, o->ni_d + r0, o->nb_d + r0, cnt,
+                                 o->gparts[g], POSE_F32, o->part + o->gpoff[g], o->tn, o->gsq + g, o->s2));
   return pose_cuda_adamw_mt(o->tab_d + r0, cnt, o->gchunks[g], o->bf16, &o->c0, &o->c1, NULL, o->seed, o->gsq,
                             o->loss, o->s2);
 }

@@ -194,7 +194,7 @@ pose_status pose_cuda_adamw_bf16(uint16_t *w, const void *g, pose_dtype gdt, uin
                                  uint64_t stream_id, pose_cuda_stream s);
 
 /* Multi-tensor AdamW: one launch over a DEVICE table of tensors (fp32 masters: w, m, v fp32 and w_bf16 the copy
- * to refresh or NULL; bf16 policy: w, m, v bf16, w_bf16 unused). g is fp32. Each tensor's elements are split into
+ * to refresh or NULL; bf16 policy: w, m, v bf16, w_bf16 unused). g is fp32, or bf16 where g_bf16. Each tensor's elements are split into
  * chunks of POSE_CUDA_ADAMW_CHUNK (one block each); pose_cuda_adamw_mt_plan fills `first` on the host copy of the
  * table and returns the number of chunks to pass. decay picks the coefficients (decay ? *decay : *no_decay).
  * guard (device doubles, may be NULL): an entry with guard >= 0 is left untouched (w, m, v, w_bf16) when
@@ -212,6 +212,8 @@ typedef struct {
   uint64_t stream_id; /* bf16 policy: Philox counter's high word */
   int32_t decay;      /* 1: weight decay applies */
   int32_t guard;      /* index into guard, -1 = none */
+  int32_t g_bf16;     /* 1: g is bf16 (else fp32) */
+  int32_t pad_;
 } pose_cuda_adamw_entry;
 int64_t pose_cuda_adamw_mt_plan(pose_cuda_adamw_entry *host_table, int count);
 pose_status pose_cuda_adamw_mt(const pose_cuda_adamw_entry *table, int count, int64_t chunks, int bf16_policy,
@@ -219,7 +221,8 @@ pose_status pose_cuda_adamw_mt(const pose_cuda_adamw_entry *table, int count, in
                                const float *gscale, uint64_t seed, const double *guard, const double *guard_all,
                                pose_cuda_stream s);
 
-/* Squared gradient norms of one group of tensors (device arrays ptrs, numel, first, idx; first from
+/* Squared gradient norms of one group of tensors (device arrays ptrs, numel, first, idx, and is_bf16 (may be NULL:
+ * every tensor of dtype dt; else 1 = bf16, 0 = fp32 per tensor); first from
  * pose_cuda_sumsq_plan on the host, which returns the number of partials nparts): as pose_cuda_grad_norm, each
  * tensor's norm is summed over blocks of 16384 and rounded to float; tn[idx[t]] receives that norm squared (double)
  * and *group_sq (may be NULL) their sum in table order. part: device scratch of nparts doubles.
@@ -227,8 +230,8 @@ pose_status pose_cuda_adamw_mt(const pose_cuda_adamw_entry *table, int count, in
  * pose_cuda_grad_norm over all parameters. */
 int64_t pose_cuda_sumsq_plan(const int64_t *numel, int count, int64_t *first);
 pose_status pose_cuda_group_sumsq(const void *const *ptrs, const int64_t *numel, const int64_t *first,
-                                  const int32_t *idx, int count, int64_t nparts, pose_dtype dt, double *part,
-                                  double *tn, double *group_sq, pose_cuda_stream s);
+                                  const int32_t *idx, const int32_t *is_bf16, int count, int64_t nparts, pose_dtype dt,
+                                  double *part, double *tn, double *group_sq, pose_cuda_stream s);
 pose_status pose_cuda_norm_from_sq(const double *tn, int count, float *norm, pose_cuda_stream s);
 
 /* ---- attention -------------------------------------------------------------------------------------------------

@@ -144,11 +144,14 @@ static pose_trainer_opts opts_fused(int fused) {
 }
 
 /* Runs S steps unfused on one model and fused on another from the same weights; compares everything. */
-static void test_fused_vs_unfused(const char *label, const char *json, pose_precision prec, pose_recompute rc, int S) {
-  printf("fused vs unfused update, %s (%s, recompute %s)\n", label, pose_precision_name(prec),
-         rc == POSE_RECOMPUTE_LAYER ? "layer" : "none");
+static void test_fused_vs_unfused(const char *label, const char *json, pose_precision prec, pose_recompute rc, int S,
+                                  int f32_slots) {
+  const int exact = prec == POSE_PRECISION_FP32_MASTER || f32_slots;
+  printf("fused vs unfused update, %s (%s, recompute %s, %s layer gradient slots)\n", label, pose_precision_name(prec),
+         rc == POSE_RECOMPUTE_LAYER ? "layer" : "none", exact ? "fp32" : "bf16");
   pose_model *u = new_model(json, 9, prec, rc), *f = new_model(json, 9, prec, rc);
   if (!u || !f) return;
+  if (f32_slots) CHECK_OK(pose_gpu_model_set_bf16_slots(f, 0));
   const int64_t B = 2, T = 64, N = B * T;
   int64_t *ids = random_ids(N, pose_model_vocab(u), 21), *pos = pose_positions(B, T);
   pose_trainer_opts ou = opts_fused(0), of = opts_fused(1);
@@ -185,12 +188,12 @@ static void test_fused_vs_unfused(const char *label, const char *json, pose_prec
   printf("  %d of %d steps with identical loss, lr and grad norm; weights differing %lld of %lld (max rel %.3g); "
          "moments differing %lld; worst loss rel diff %.3g\n", (int)steps_equal, S, (long long)dw, (long long)n, mr,
          (long long)dm, worst);
-  if (prec == POSE_PRECISION_FP32_MASTER) {
+  if (exact) { /* same gradients, same norm, same arithmetic and (bf16 policy) the same rounding counters */
     CHECK(steps_equal == S);
     CHECK(dw == 0 && dm == 0);
-  } else { /* same gradients, same counters: expected identical too; the tolerance is the policy's */
+  } else { /* bf16 layer gradients: the trajectory follows within the policy's tolerance */
     CHECK(worst < 1e-2);
-    CHECK(dw <= n / 100);
+    CHECK(mr < 1.0);
   }
   /* gradient memory: slots against the arena */
   size_t gu = pose_gpu_model_grad_bytes(u), gf = pose_gpu_model_grad_bytes(f);
@@ -233,7 +236,7 @@ static void test_memory(void) {
     printf("  %s: weights %.3f B/param, gradients + moments + tables %.3f B/param (gradients %.3f)\n",
            fused ? "fused  " : "unfused", (double)(u1 - u0) / P, (double)(u2 - u1) / P,
            (double)pose_gpu_model_grad_bytes(m) / P);
-    if (fused) CHECK((double)(u2 - u1) / P < 4 + 2.0); /* moments 4 + slots (2 of 6 layers + embeddings) */
+    if (fused) CHECK((double)(u2 - u1) / P < 4 + 1.5); /* moments 4 + bf16 slots (2 of 6 layers) + fp32 embeddings */
     else CHECK((double)(u2 - u1) / P >= 8.0);
     pose_trainer_free(t);
     pose_model_free(m);
@@ -426,12 +429,14 @@ int main(void) {
   test_lazy_zero("llama GQA, 6 layers", LLAMA6);
   test_lazy_zero("qwen2: q/k/v biases, tied embeddings", QWEN_TIED);
   test_lazy_zero("llama: MLP and attention biases, head dim 32 (reference attention)", LLAMA_BIAS32);
-  test_fused_vs_unfused("llama GQA, 6 layers", LLAMA6, POSE_PRECISION_FP32_MASTER, POSE_RECOMPUTE_NONE, 5);
-  test_fused_vs_unfused("llama GQA, 6 layers", LLAMA6, POSE_PRECISION_FP32_MASTER, POSE_RECOMPUTE_LAYER, 3);
-  test_fused_vs_unfused("qwen2 tied, biases", QWEN_TIED, POSE_PRECISION_FP32_MASTER, POSE_RECOMPUTE_NONE, 4);
-  test_fused_vs_unfused("llama biases, head dim 32", LLAMA_BIAS32, POSE_PRECISION_FP32_MASTER, POSE_RECOMPUTE_NONE, 3);
-  test_fused_vs_unfused("llama GQA, 6 layers", LLAMA6, POSE_PRECISION_BF16, POSE_RECOMPUTE_NONE, 5);
-  test_fused_vs_unfused("qwen2 tied, biases", QWEN_TIED, POSE_PRECISION_BF16, POSE_RECOMPUTE_LAYER, 3);
+  test_fused_vs_unfused("llama GQA, 6 layers", LLAMA6, POSE_PRECISION_FP32_MASTER, POSE_RECOMPUTE_NONE, 5, 0);
+  test_fused_vs_unfused("llama GQA, 6 layers", LLAMA6, POSE_PRECISION_FP32_MASTER, POSE_RECOMPUTE_LAYER, 3, 0);
+  test_fused_vs_unfused("qwen2 tied, biases", QWEN_TIED, POSE_PRECISION_FP32_MASTER, POSE_RECOMPUTE_NONE, 4, 0);
+  test_fused_vs_unfused("llama biases, head dim 32", LLAMA_BIAS32, POSE_PRECISION_FP32_MASTER, POSE_RECOMPUTE_NONE, 3, 0);
+  test_fused_vs_unfused("llama GQA, 6 layers", LLAMA6, POSE_PRECISION_BF16, POSE_RECOMPUTE_NONE, 5, 1);
+  test_fused_vs_unfused("llama GQA, 6 layers", LLAMA6, POSE_PRECISION_BF16, POSE_RECOMPUTE_NONE, 8, 0);
+  test_fused_vs_unfused("qwen2 tied, biases", QWEN_TIED, POSE_PRECISION_BF16, POSE_RECOMPUTE_LAYER, 3, 1);
+  test_fused_vs_unfused("llama biases, head dim 32", LLAMA_BIAS32, POSE_PRECISION_BF16, POSE_RECOMPUTE_NONE, 4, 0);
   test_memory();
   test_reproducible();
   test_guards();

@@ -172,7 +172,14 @@ static void test_adamw_mt(void) {
         dvs[t] = pol ? gup(hvb[t], (size_t)tot * 2) : gup(hv[t], (size_t)tot * 4);
         dwbs[t] = galloc((size_t)tot * 2);
         tab[t].w = (char *)dws[t] + off * es;
-        tab[t].g = (float *)gup(hg[t], (size_t)tot * 4) + off;
+        if (t == 3) { /* a bf16 gradient (the fused update's bf16 slots) */
+          uint16_t *gb = hround_bf16(hg[t], (size_t)tot);
+          tab[t].g = (uint16_t *)gup(gb, (size_t)tot * 2) + off;
+          tab[t].g_bf16 = 1;
+          free(gb);
+        } else {
+          tab[t].g = (float *)gup(hg[t], (size_t)tot * 4) + off;
+        }
         tab[t].m = (char *)dms[t] + off * es;
         tab[t].v = (char *)dvs[t] + off * es;
         tab[t].w_bf16 = pol ? NULL : (uint16_t *)dwbs[t] + off;
@@ -264,8 +271,8 @@ static void test_group_norms(void) {
       gi[c] = grp[g][j];
     }
     int64_t np = pose_cuda_sumsq_plan(gn, c, gf);
-    CHECK_OK(pose_cuda_group_sumsq(gup(gp, sizeof gp), gup(gn, sizeof gn), gup(gf, sizeof gf), gup(gi, sizeof gi), c,
-                                   np, POSE_F32, part, tn, gsq + g, NULL));
+    CHECK_OK(pose_cuda_group_sumsq(gup(gp, sizeof gp), gup(gn, sizeof gn), gup(gf, sizeof gf), gup(gi, sizeof gi), NULL,
+                                   c, np, POSE_F32, part, tn, gsq + g, NULL));
     gsync();
   }
   CHECK_OK(pose_cuda_norm_from_sq(tn, cnt, dn, NULL));
@@ -278,7 +285,30 @@ static void test_group_norms(void) {
   CHECK(got == want);
   CHECK(host_gsq[0] == sum_g);
   CHECK(tn_h[2] == 0.0);
-  CHECK_ERR(pose_cuda_group_sumsq(NULL, NULL, NULL, NULL, 0, 0, POSE_F32, part, tn, NULL, NULL), POSE_EINVAL, "bad arguments");
+  CHECK_ERR(pose_cuda_group_sumsq(NULL, NULL, NULL, NULL, NULL, 0, 0, POSE_F32, part, tn, NULL, NULL), POSE_EINVAL,
+            "bad arguments");
+  /* mixed dtypes in one group: each tensor's square as pose_cuda_grad_norm computes that tensor's norm */
+  {
+    float *hx = hrandn(40000, 0.1f), *hy = hrandn(20001, 0.3f);
+    const void *mp[2] = {gup(hx, 40000 * 4), gup_as(hy, 20001, POSE_BF16)};
+    int64_t mn[2] = {40000, 20001}, mf[2];
+    int32_t mi[2] = {0, 1}, mb[2] = {0, 1};
+    int64_t np = pose_cuda_sumsq_plan(mn, 2, mf);
+    CHECK_OK(pose_cuda_group_sumsq(gup(mp, sizeof mp), gup(mn, sizeof mn), gup(mf, sizeof mf), gup(mi, sizeof mi),
+                                   gup(mb, sizeof mb), 2, np, POSE_F32, part, tn, gsq, NULL));
+    double t2[2];
+    gget(t2, tn, sizeof t2);
+    float nx, ny;
+    CHECK_OK(pose_cuda_grad_norm(&mp[0], &mn[0], 1, POSE_F32, dn, NULL));
+    gget(&nx, dn, 4);
+    CHECK_OK(pose_cuda_grad_norm(&mp[1], &mn[1], 1, POSE_BF16, dn, NULL));
+    gget(&ny, dn, 4);
+    printf("  mixed group: fp32 tensor %.9g vs %.9g, bf16 tensor %.9g vs %.9g\n", sqrt(t2[0]), (double)nx, sqrt(t2[1]),
+           (double)ny);
+    CHECK((float)sqrt(t2[0]) == nx && (float)sqrt(t2[1]) == ny);
+    free(hx);
+    free(hy);
+  }
   CHECK_ERR(pose_cuda_norm_from_sq(NULL, 3, dn, NULL), POSE_EINVAL, "bad arguments");
   /* a non-finite gradient shows in its tensor's square and its group's sum */
   float bad[3] = {1.0f, NAN, 2.0f};
@@ -286,8 +316,8 @@ static void test_group_norms(void) {
   int64_t bn[1] = {3}, bf[1];
   int32_t bi[1] = {1};
   int64_t np = pose_cuda_sumsq_plan(bn, 1, bf);
-  CHECK_OK(pose_cuda_group_sumsq(gup(bp, sizeof bp), gup(bn, sizeof bn), gup(bf, sizeof bf), gup(bi, sizeof bi), 1, np,
-                                 POSE_F32, part, tn, gsq, NULL));
+  CHECK_OK(pose_cuda_group_sumsq(gup(bp, sizeof bp), gup(bn, sizeof bn), gup(bf, sizeof bf), gup(bi, sizeof bi), NULL, 1,
+                                 np, POSE_F32, part, tn, gsq, NULL));
   gget(host_gsq, gsq, sizeof(double));
   CHECK(!isfinite(host_gsq[0]));
   for (int i = 0; i < cnt; i++) free(hs[i]);
