@@ -46,8 +46,11 @@ typedef struct {
  * overlaps the next layers' backward; the gradients live in two alternating layer-sized slots plus the embedding /
  * final norm / LM head region instead of a full fp32 gradient per parameter (4 bytes per parameter less; the model
  * keeps these slots, and pose_model_grad_get answers POSE_EUNSUPPORTED, until a trainer without fused_update is
- * created on it). The numbers are those of the unfused step: same gradients, same global norm (reported as
- * grad_norm), same update arithmetic and, under the bf16 policy, the same stochastic-rounding stream.
+ * created on it). With fp32 masters the numbers are those of the unfused step bit for bit: same gradients, same
+ * global norm (reported as grad_norm), same update arithmetic. Under the bf16 policy the layer slots hold bf16
+ * gradients (the peer's precision; 2 more bytes per parameter of traffic saved), each rounded once from the fp32
+ * accumulators, so the trajectory follows the unfused one within the policy's tolerance; grad_norm is the norm of
+ * those gradients; the stochastic-rounding stream (sr_seed, step, parameter, element) is the same.
  * Why not with clipping or accumulation: the clip coefficient needs the global norm before any update, and
  * accumulation needs every micro-batch before any update. The cpu trainer refuses it (POSE_EUNSUPPORTED): its
  * update is a small part of a cpu step and there is no second stream to overlap it with.
