@@ -1,8 +1,9 @@
 /* Lua bindings of the model (core/model.h):
  *   pose.load(dir, {device=, dtype=, rope=, recompute=}) -> m   pose.init(config_table, {seed=, device=, recompute=})
  *     device "cpu" (default) or "cuda[:N]"; dtype: the compute type, "f32" on the cpu, "bf16" on cuda (fp32 master
- *     weights); recompute "none" | "layer" (training activations kept, or recomputed per layer; cuda)
- *   m:device() -> "cpu" | "cuda:N"   m:set_recompute("none" | "layer")
+ *     weights); recompute "none" | "layer" | "offload" (training activations kept, recomputed per layer, or
+ *     recomputed with the layer inputs in pinned host memory; cuda)
+ *   m:device() -> "cpu" | "cuda:N"   m:set_recompute("none" | "layer" | "offload")   m:recompute() -> name
  *   precision= (load/init, cuda): "fp32-master" (default) | "bf16" (pure-bf16 weights and AdamW moments with
  *     stochastic rounding, fp32 gradients; 10 bytes per parameter instead of 18)   m:precision() -> that name
  *   m.config                                   config.json's keys plus the resolved `rope` table
@@ -354,6 +355,11 @@ static int m_set_recompute(lua_State *L) {
   return 0;
 }
 
+static int m_recompute(lua_State *L) {
+  lua_pushstring(L, pose_recompute_name(pose_model_get_recompute(pose_lua_check_model(L, 1))));
+  return 1;
+}
+
 static int m_gc(lua_State *L) {
   lmodel *u = luaL_checkudata(L, 1, POSE_MODEL_MT);
   pose_model_free(u->m);
@@ -393,6 +399,7 @@ void pose_lua_open_model(lua_State *L) {
                                      {"generate", m_generate},   {"save", m_save},         {"set_rope", m_set_rope},
                                      {"num_params", m_num_params}, {"params", m_params},   {"param", m_param},
                                      {"device", m_device},       {"set_recompute", m_set_recompute},
+                                     {"recompute", m_recompute},
                                      {"precision", m_precision},
                                      {NULL, NULL}};
   luaL_newmetatable(L, POSE_MODEL_MT);

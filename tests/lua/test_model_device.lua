@@ -17,7 +17,13 @@ T.case("cpu models: device, recompute option and method", function()
   local m = pose.init(cfg(), {seed = 1, recompute = "layer"})
   T.eq(m:device(), "cpu")
   T.check(tostring(m):find("cpu", 1, true), "tostring names the device")
+  T.eq(m:recompute(), "layer")
   m:set_recompute("none")
+  T.eq(m:recompute(), "none")
+  m:set_recompute("offload")
+  T.eq(m:recompute(), "offload")
+  T.eq(pose.init(cfg(), {recompute = "offload"}):recompute(), "offload")
+  T.eq(pose.init(cfg()):recompute(), "none")
   m:set_recompute("layer")
   -- the CPU keeps every activation whatever the policy: the loss is the same
   local ids = {{1, 2, 3, 4, 5, 6}}
@@ -27,10 +33,12 @@ T.case("cpu models: device, recompute option and method", function()
 end)
 
 T.case("bad options are errors naming the choices", function()
-  T.raises(function() pose.init(cfg(), {recompute = "sometimes"}) end, "none, layer")
+  T.raises(function() pose.init(cfg(), {recompute = "sometimes"}) end, "none, layer, offload")
+  T.raises(function() pose.init(cfg(), {recompute = "Offload"}) end, "unknown recompute policy 'Offload'")
   T.raises(function() pose.init(cfg(), {recompute = 3}) end, "recompute")
   local m = pose.init(cfg())
-  T.raises(function() m:set_recompute("all") end, "none, layer")
+  T.raises(function() m:set_recompute("all") end, "none, layer, offload")
+  T.raises(function() m:set_recompute("") end, "unknown recompute policy")
   T.raises(function() m:set_recompute() end, "string")
   T.raises(function() pose.init(cfg(), {device = "tpu"}) end, "unknown device")
   T.raises(function() pose.init(cfg(), {device = "cuda:x"}) end, "bad device name")
@@ -76,6 +84,12 @@ T.case("cuda models " .. (has_gpu and "(GPU present)" or "(no GPU: errors)"), fu
   local l1 = tr:step{ids = ids, positions = pos}
   local l2 = tr:step{ids = ids, positions = pos}
   T.check(l2 < l1, "a GPU training step lowers the loss")
+  -- recompute="offload" (layer inputs in pinned host memory) trains exactly as "layer" from the same weights
+  local ga = pose.init(cfg(), {seed = 4, device = "cuda", recompute = "layer"})
+  local gb = pose.init(cfg(), {seed = 4, device = "cuda", recompute = "offload"})
+  T.eq(gb:recompute(), "offload")
+  local ta, tb2 = pose.trainer(ga, {lr = 1e-3}), pose.trainer(gb, {lr = 1e-3})
+  for _ = 1, 2 do T.eq(tb2:step{ids = ids, positions = pos}, ta:step{ids = ids, positions = pos}) end
 end)
 
 T.done("test_model_device")
