@@ -67,6 +67,9 @@ pose_status pose_gpu_weights_set(int device, pose_param *p, const float *src);
 /* Rows per MLP chunk of the next calls (0: automatic, chunks of at most 1 GiB of MLP buffers); for tests that check
  * chunked against unchunked results on small models. */
 pose_status pose_gpu_model_set_chunk_rows(pose_model *m, int64_t rows);
+/* recompute="offload": allocates (pins) the host copies of the layer inputs for calls of B x T tokens now instead
+ * of in the first such call (tens of GB take seconds to pin; benchmarks keep that out of their timed steps). */
+pose_status pose_gpu_model_reserve_offload(pose_model *m, int64_t B, int64_t T);
 /* pose_model_memory_plan of a cuda model (arguments checked by the caller). */
 pose_status pose_gpu_model_plan(const pose_model *m, int64_t B, int64_t T, int train, pose_recompute r,
                                 pose_memory_plan *out);

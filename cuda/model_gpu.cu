@@ -791,6 +791,14 @@ static size_t offload_bytes(const pose_model *m, const run_ctx &rc) {
   return sizeof(bf16) * (size_t)(rc.N * m->cfg.hidden) * (size_t)(m->cfg.layers - 1);
 }
 
+extern "C" pose_status pose_gpu_model_reserve_offload(pose_model *m, int64_t B, int64_t T) {
+  PC_REQUIRE(B > 0 && T > 0, "model: bad shape B=%lld T=%lld", (long long)B, (long long)T);
+  PC_CU(cudaSetDevice(m->gpu->dev), "cudaSetDevice");
+  run_ctx rc;
+  run_ctx_init(m, B, T, 1, POSE_RECOMPUTE_OFFLOAD, &rc);
+  return offload_host(m, offload_bytes(m, rc));
+}
+
 extern "C" pose_status pose_gpu_model_set_chunk_rows(pose_model *m, int64_t rows) {
   if (rows < 0) return pose_error(POSE_EINVAL, "model: MLP chunk rows %lld < 0", (long long)rows);
   m->gpu->chunk_rows = rows;
