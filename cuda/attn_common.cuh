@@ -224,4 +224,8 @@ struct attn_params {
   float scale;
 };
 
+// The sm_90a (wgmma) forward of attn_fwd_wg.cu: usable for this head dim on this device and build?
+int pc_attn_fwd_wg_usable(int64_t D);
+cudaError_t pc_attn_fwd_wg(const attn_params &p, int64_t B, int64_t D, cudaStream_t s);
+
 #endif

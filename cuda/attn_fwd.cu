@@ -236,7 +236,9 @@ extern "C" pose_status pose_cuda_attn_fwd(const pose_cuda_attn_dims *d, const ui
   p.Tq = d->Tq; p.Tk = d->Tk; p.q_off = d->q_off; p.Hq = d->Hq; p.Hkv = d->Hkv; p.window = d->window;
   p.q_bstride = d->q_bstride; p.q_rstride = d->q_rstride; p.kv_bstride = d->kv_bstride; p.kv_rstride = d->kv_rstride;
   p.scale = d->scale;
-  cudaError_t e = dispatch_fwd(p, d->B, d->D, s);
+  // the wgmma kernel on Hopper (its 128-query tiles waste half a tile below 64 queries: decoding keeps mma.sync)
+  cudaError_t e = d->Tq > 64 && pc_attn_fwd_wg_usable(d->D) ? pc_attn_fwd_wg(p, d->B, d->D, s)
+                                                             : dispatch_fwd(p, d->B, d->D, s);
   if (e != cudaSuccess) return pose_cuda_fail(e, "attn_fwd launch");
   return POSE_OK;
 }

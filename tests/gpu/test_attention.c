@@ -180,15 +180,18 @@ int main(void) {
       {2, 130, 130, 4, 2, 64, 0, 1},   /* fused QKV buffer */
       {1, 520, 520, 4, 4, 128, 0, 0},  /* several tiles each way */
       {1, 1, 1, 2, 1, 64, 0, 0},       /* one token */
+      {1, 100, 300, 4, 2, 128, 0, 0},  /* KV-cache offset with more than 64 queries (the sm_90a kernel) */
+      {1, 100, 300, 4, 2, 64, 60, 0},  /* ... with a window, D = 64 */
+      {1, 700, 700, 2, 1, 64, 0, 0},   /* several 128-query tiles at D = 64 */
   };
   /* POSE_GPU_QUICK (set under compute-sanitizer, which is slow): the small cases only */
   int quick = getenv("POSE_GPU_QUICK") != NULL;
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
     if (!quick || cases[i].Tq * cases[i].Tk <= 40000) run_case(cases[i]);
   /* every forward tile shape (the default is one of them), on both head dims, windows, offsets and fused strides */
-  const char *cfgs[] = {"1x64", "2x32", "2x64"};
+  const char *cfgs[] = {"1x64", "2x32", "2x64", "wgcp"};
   const int subset[] = {0, 2, 4, 5};
-  for (int c = 0; c < 3; c++) {
+  for (int c = 0; c < 4; c++) {
     setenv("POSE_ATTN_FWD", cfgs[c], 1);
     printf("  forward tiles %s:\n", cfgs[c]);
     for (int i = 0; i < 4; i++) run_case(cases[subset[i]]);
