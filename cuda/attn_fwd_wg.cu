@@ -35,19 +35,19 @@ __device__ __forceinline__ void wg_softmax_tile(float *s, float *alpha_r, float 
                                                 int64_t r0, int64_t r1, float sl2, int lane) {
   const bool need_mask = k0 + BN > p.Tk || k0 + BN - 1 > wq0 + p.q_off ||
                          (p.window > 0 && wq1 + p.q_off - k0 >= p.window);
+  // raw scores: the scale is positive, so the row max can be taken before scaling and the scale folded into the
+  // exponent's argument (one FFMA per element instead of a multiply and a subtraction; the tile is issue-bound)
+  if (need_mask) {
 #pragma unroll
-  for (int n = 0; n < BN / 8; n++)
+    for (int n = 0; n < BN / 8; n++)
 #pragma unroll
-    for (int e = 0; e < 4; e++) {
-      float v = s[n * 4 + e] * sl2;
-      if (need_mask) {
+      for (int e = 0; e < 4; e++) {
         const int kj = (int)(k0 + n * 8 + (lane & 3) * 2 + (e & 1));
         if (!attn_visible32((int)(e < 2 ? r0 : r1), kj, INT_MAX, (int)p.Tk, (int)p.q_off, (int)p.window))
-          v = -INFINITY;
+          s[n * 4 + e] = -INFINITY;
       }
-      s[n * 4 + e] = v;
-    }
-  // online softmax: a row's values are spread over the 4 lanes of a quad
+  }
+  // online softmax in the log2 domain: a row's values are spread over the 4 lanes of a quad
 #pragma unroll
   for (int r = 0; r < 2; r++) {
     float mx = -INFINITY;
@@ -55,13 +55,14 @@ __device__ __forceinline__ void wg_softmax_tile(float *s, float *alpha_r, float 
     for (int n = 0; n < BN / 8; n++) mx = fmaxf(mx, fmaxf(s[n * 4 + 2 * r], s[n * 4 + 2 * r + 1]));
     mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
     mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
-    const float m_new = fmaxf(m_r[r], mx);
+    const float m_new = fmaxf(m_r[r], mx * sl2);
     const float m_use = m_new == -INFINITY ? 0.0f : m_new;
     const float alpha = fast_exp2(m_r[r] - m_use);
     float sum = 0.0f;
 #pragma unroll
     for (int n = 0; n < BN / 8; n++) {
-      const float p0 = fast_exp2(s[n * 4 + 2 * r] - m_use), p1 = fast_exp2(s[n * 4 + 2 * r + 1] - m_use);
+      const float p0 = fast_exp2(fmaf(s[n * 4 + 2 * r], sl2, -m_use));
+      const float p1 = fast_exp2(fmaf(s[n * 4 + 2 * r + 1], sl2, -m_use));
       s[n * 4 + 2 * r] = p0;
       s[n * 4 + 2 * r + 1] = p1;
       sum += p0 + p1;
@@ -245,8 +246,28 @@ static cudaError_t launch_wg(const attn_params &p, int64_t B, cudaStream_t s) {
 // warpgroup waits only for the data it needs, so the two drift apart and one's wgmma chains overlap the other's
 // softmax. TMA writes the same 128B-swizzled layout (box inner extent 64 elements = 128 bytes) and zero-fills
 // rows past the tensor's end.
-#define TMA_THREADS 384 // warpgroup 0: producer (one thread issues); warpgroups 1 and 2: consumers
+// warpgroup 0: producer (one thread issues); warpgroups 1..NC: consumers of 64 query rows each. NC = 2; NC = 3 at
+// D = 64 (POSE_ATTN_FWD=wg3) was 1.5% faster in run W4 but spills at 160 registers since the FFMA softmax.
 #define TMA_NS 2
+
+#if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
+// Inter-warpgroup ping-pong (FA3): the consumer groups take turns issuing their wgmma chains, in a fixed round
+// robin on named barriers 1..NC (0 is __syncthreads'): group g waits on barrier 1+g until its predecessor has
+// issued, issues, then lets its successor go. While one group's chains run, the others do softmax. Every group
+// takes the same number of turns; the last group skips its final hand-over, which no one would wait for.
+struct wg_turns {
+  int g, nc, on;
+  __device__ __forceinline__ void start() const { // the round starts with group 0
+    if (on && g == nc - 1) asm volatile("bar.arrive %0, %1;\n" ::"r"(1), "r"(256) : "memory");
+  }
+  __device__ __forceinline__ void begin() const {
+    if (on) asm volatile("bar.sync %0, %1;\n" ::"r"(1 + g), "r"(256) : "memory");
+  }
+  __device__ __forceinline__ void end(bool last) const {
+    if (on && !(last && g == nc - 1)) asm volatile("bar.arrive %0, %1;\n" ::"r"(1 + (g + 1) % nc), "r"(256) : "memory");
+  }
+};
+#endif
 
 #if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
 // S = Q K^T for one key tile (K at k_addr), issued as one wgmma group
@@ -282,14 +303,17 @@ template <int D>
 __device__ __forceinline__ void tma_step(int j, float *sacc, float *o, uint32_t (*a)[4], float *alpha, float *m_r,
                                          float *l_r, const attn_params &p, int64_t kt_lo, int64_t wq0, int64_t wq1,
                                          int64_t r0, int64_t r1, float sl2, int lane, uint32_t q_base, uint32_t k_base,
-                                         uint32_t v_base, uint32_t bkf, uint32_t bvf, uint32_t bke, uint32_t bve) {
+                                         uint32_t v_base, uint32_t bkf, uint32_t bvf, uint32_t bke, uint32_t bve,
+                                         const wg_turns &tn) {
   constexpr int BN = WG_BN, KB = BN * D * 2, NS = TMA_NS, NSA = BN / 2, NO = D / 2;
   const int s = j % NS, sp = (j - 1) % NS;
   mbar_wait(bkf + 8 * s, (j / NS) & 1);
+  tn.begin();
   issue_qk<D>(sacc, q_base, k_base + s * KB);
   wg_rescale<D>(o, alpha);
   mbar_wait(bvf + 8 * sp, ((j - 1) / NS) & 1);
   issue_pv<D>(o, a, v_base + sp * KB);
+  tn.end(false);
   wg_wait<1>(); // S_j
   wg_acc_fence<NSA>(sacc);
   mbar_arrive(bke + 8 * s);
@@ -307,7 +331,7 @@ template <int D>
 __device__ __forceinline__ void tma_consumer(const attn_params &p, unsigned char *sQ, unsigned char *sK,
                                              unsigned char *sV, uint32_t bq, uint32_t bkf, uint32_t bvf,
                                              uint32_t bke, uint32_t bve, int64_t q0, int64_t kt_lo, int ntiles,
-                                             int64_t b, int64_t h, int wg, int w, int lane) {
+                                             int64_t b, int64_t h, int wg, int w, int lane, int nc, int pingpong) {
   constexpr int BN = WG_BN, QB = 64 * D * 2, KB = BN * D * 2, NS = TMA_NS, NSA = BN / 2, NO = D / 2;
   const int64_t wq0 = q0 + wg * 64;
   const int64_t wq1 = (wq0 + 63 < p.Tq ? wq0 + 63 : p.Tq - 1);
@@ -323,9 +347,13 @@ __device__ __forceinline__ void tma_consumer(const attn_params &p, unsigned char
   // masked (P = 0, alpha = 1), which costs at most the diagonal tile.
   float sacc[NSA], alpha[2];
   uint32_t a[WG_BN / 16][4];
+  const wg_turns tn = {wg, nc, pingpong};
   if (ntiles > 0) { // tile 0: S, softmax, P
+    tn.start();
     mbar_wait(bkf, 0);
+    tn.begin();
     issue_qk<D>(sacc, q_base, k_base);
+    tn.end(false);
     wg_wait<0>();
     wg_acc_fence<NSA>(sacc);
     mbar_arrive(bke);
@@ -334,12 +362,14 @@ __device__ __forceinline__ void tma_consumer(const attn_params &p, unsigned char
   }
   for (int j = 1; j < ntiles; j++)
     tma_step<D>(j, sacc, o, a, alpha, m_r, l_r, p, kt_lo, wq0, wq1, r0, r1, sl2, lane, q_base, k_base, v_base, bkf,
-                bvf, bke, bve);
+                bvf, bke, bve, tn);
   if (ntiles > 0) { // the last tile's P V
     const int sl = (ntiles - 1) % NS;
     wg_rescale<D>(o, alpha);
     mbar_wait(bvf + 8 * sl, ((ntiles - 1) / NS) & 1);
+    tn.begin();
     issue_pv<D>(o, a, v_base + sl * KB);
+    tn.end(true);
     wg_wait<0>();
     wg_acc_fence<NO>(o);
     mbar_arrive(bve + 8 * sl);
@@ -348,15 +378,15 @@ __device__ __forceinline__ void tma_consumer(const attn_params &p, unsigned char
 }
 #endif
 
-template <int D>
-__global__ void __launch_bounds__(TMA_THREADS, 1)
+template <int D, int NC>
+__global__ void __launch_bounds__(128 * (NC + 1), 1)
     k_attn_fwd_tma(const __grid_constant__ CUtensorMap tq, const __grid_constant__ CUtensorMap tk,
-                   const __grid_constant__ CUtensorMap tv, attn_params p) {
+                   const __grid_constant__ CUtensorMap tv, attn_params p, int pingpong) {
 #if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
-  constexpr int BM = WG_BM, BN = WG_BN, QB = 64 * D * 2, KB = BN * D * 2, DB = D / 64, NS = TMA_NS;
+  constexpr int BM = 64 * NC, BN = WG_BN, QB = 64 * D * 2, KB = BN * D * 2, DB = D / 64, NS = TMA_NS;
   extern __shared__ unsigned char smem_dyn[];
   unsigned char *sQ = (unsigned char *)(((uintptr_t)smem_dyn + 1023) & ~(uintptr_t)1023);
-  unsigned char *sK = sQ + 2 * QB, *sV = sK + NS * KB;
+  unsigned char *sK = sQ + NC * QB, *sV = sK + NS * KB;
   const uint32_t bq = smem_u32(sV + NS * KB), bkf = bq + 8, bvf = bkf + 8 * NS, bke = bvf + 8 * NS,
                  bve = bke + 8 * NS;
 
@@ -377,8 +407,8 @@ __global__ void __launch_bounds__(TMA_THREADS, 1)
     for (int s = 0; s < NS; s++) {
       mbar_init(bkf + 8 * s, 1);
       mbar_init(bvf + 8 * s, 1);
-      mbar_init(bke + 8 * s, 256); // every consumer thread arrives once per use
-      mbar_init(bve + 8 * s, 256);
+      mbar_init(bke + 8 * s, 128 * NC); // every consumer thread arrives once per use
+      mbar_init(bve + 8 * s, 128 * NC);
     }
     mbar_init_fence();
   }
@@ -387,10 +417,11 @@ __global__ void __launch_bounds__(TMA_THREADS, 1)
   // Registers move from the producer to the consumers (setmaxnreg): 3 warps per scheduler partition would cap
   // everyone at 168, which spills the consumers' S, O and P fragments.
   if (warp < 4) { // producer: one thread issues every copy
-    asm volatile("setmaxnreg.dec.sync.aligned.u32 40;\n");
+    if constexpr (NC == 2) asm volatile("setmaxnreg.dec.sync.aligned.u32 40;\n");
+    else asm volatile("setmaxnreg.dec.sync.aligned.u32 24;\n");
     if (tid == 0) {
-      mbar_expect_tx(bq, 2 * QB);
-      for (int g = 0; g < 2; g++)
+      mbar_expect_tx(bq, NC * QB);
+      for (int g = 0; g < NC; g++)
         for (int cb = 0; cb < DB; cb++)
           tma_load_4d(smem_u32(sQ + g * QB + cb * 64 * 128), &tq, cb * 64, (int)h, (int)(q0 + g * 64), (int)b, bq);
       for (int j = 0; j < ntiles; j++) {
@@ -407,8 +438,11 @@ __global__ void __launch_bounds__(TMA_THREADS, 1)
       }
     }
   } else {
-    asm volatile("setmaxnreg.inc.sync.aligned.u32 232;\n");
-    tma_consumer<D>(p, sQ, sK, sV, bq, bkf, bvf, bke, bve, q0, kt_lo, ntiles, b, h, (warp >> 2) - 1, warp & 3, lane);
+    // per scheduler partition: one producer warp + NC consumer warps share 512 registers per lane
+    if constexpr (NC == 2) asm volatile("setmaxnreg.inc.sync.aligned.u32 232;\n");
+    else asm volatile("setmaxnreg.inc.sync.aligned.u32 160;\n");
+    tma_consumer<D>(p, sQ, sK, sV, bq, bkf, bvf, bke, bve, q0, kt_lo, ntiles, b, h, (warp >> 2) - 1, warp & 3, lane,
+                    NC, pingpong);
   }
 #endif
 }
@@ -435,18 +469,20 @@ static cudaError_t make_tmap(CUtensorMap *m, const void *base, int64_t D, int64_
   return r == CUDA_SUCCESS ? cudaSuccess : cudaErrorInvalidValue;
 }
 
-template <int D>
+template <int D, int NC>
 static cudaError_t launch_tma(const attn_params &p, int64_t B, cudaStream_t s) {
   CUtensorMap tq, tk, tv;
   cudaError_t e;
   if ((e = make_tmap(&tq, p.q, D, p.Hq, p.Tq, B, p.q_rstride, p.q_bstride, 64)) != cudaSuccess) return e;
   if ((e = make_tmap(&tk, p.k, D, p.Hkv, p.Tk, B, p.kv_rstride, p.kv_bstride, WG_BN)) != cudaSuccess) return e;
   if ((e = make_tmap(&tv, p.v, D, p.Hkv, p.Tk, B, p.kv_rstride, p.kv_bstride, WG_BN)) != cudaSuccess) return e;
-  const size_t smem = (size_t)(2 * 64 * D * 2 + 2 * TMA_NS * WG_BN * D * 2 + 8 * (1 + 4 * TMA_NS) + 1024);
-  e = cudaFuncSetAttribute(k_attn_fwd_tma<D>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
+  const size_t smem = (size_t)(NC * 64 * D * 2 + 2 * TMA_NS * WG_BN * D * 2 + 8 * (1 + 4 * TMA_NS) + 1024);
+  e = cudaFuncSetAttribute(k_attn_fwd_tma<D, NC>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
   if (e != cudaSuccess) return e;
-  dim3 grid((unsigned)((p.Tq + WG_BM - 1) / WG_BM), (unsigned)p.Hq, (unsigned)B);
-  k_attn_fwd_tma<D><<<grid, TMA_THREADS, smem, s>>>(tq, tk, tv, p);
+  dim3 grid((unsigned)((p.Tq + 64 * NC - 1) / (64 * NC)), (unsigned)p.Hq, (unsigned)B);
+  // POSE_ATTN_PINGPONG=0: consumer groups issue independently (for comparison)
+  const char *pp = getenv("POSE_ATTN_PINGPONG");
+  k_attn_fwd_tma<D, NC><<<grid, 128 * (NC + 1), smem, s>>>(tq, tk, tv, p, !(pp && !strcmp(pp, "0")));
   return cudaGetLastError();
 }
 
@@ -455,7 +491,7 @@ static cudaError_t launch_tma(const attn_params &p, int64_t B, cudaStream_t s) {
 int pc_attn_fwd_wg_usable(int64_t D) {
 #if defined(POSE_CUDA_SM90A)
   const char *cfg = getenv("POSE_ATTN_FWD");
-  if (cfg && strcmp(cfg, "wg") != 0 && strcmp(cfg, "wgcp") != 0) return 0;
+  if (cfg && strcmp(cfg, "wg") != 0 && strcmp(cfg, "wgcp") != 0 && strcmp(cfg, "wg3") != 0) return 0;
   if (D != 64 && D != 128) return 0;
   int dev = 0, major = 0, minor = 0;
   if (cudaGetDevice(&dev) != cudaSuccess) return 0;
@@ -473,5 +509,7 @@ int pc_attn_fwd_wg_usable(int64_t D) {
 cudaError_t pc_attn_fwd_wg(const attn_params &p, int64_t B, int64_t D, cudaStream_t s) {
   const char *cfg = getenv("POSE_ATTN_FWD");
   if (cfg && !strcmp(cfg, "wgcp")) return D == 128 ? launch_wg<128>(p, B, s) : launch_wg<64>(p, B, s);
-  return D == 128 ? launch_tma<128>(p, B, s) : launch_tma<64>(p, B, s);
+  if (D == 128) return launch_tma<128, 2>(p, B, s);
+  if (cfg && !strcmp(cfg, "wg3")) return launch_tma<64, 3>(p, B, s); // D = 64 with three consumer groups
+  return launch_tma<64, 2>(p, B, s);
 }
