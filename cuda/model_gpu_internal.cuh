@@ -11,6 +11,7 @@ extern "C" {
 }
 
 #define HEAD_BYTES ((size_t)256 << 20)       // logits chunk of the LM head
+#define MLP_CHUNK_BYTES ((size_t)1 << 30)    // MLP row chunk: h2, gate|up, act and its gradient of C rows
 
 // ---- the model's device state --------------------------------------------------------------------------------------
 
@@ -25,6 +26,10 @@ struct pose_gpu_model {
   float *inv_freq;  // [rot/2]
   int ref_attn;     // head dim other than 64/128: the reference attention kernels
   int bf16;         // pure-bf16 policy: no fp32 masters (w == NULL); wc is the weights (pose_gpu_model_set_bf16)
+  int64_t chunk_rows;  // MLP row chunk (pose_gpu_model_set_chunk_rows; 0: automatic, MLP_CHUNK_BYTES)
+  cudaStream_t cs;     // recompute="offload": copy stream (created on first use)
+  void *host_ckpt;     // recompute="offload": pinned host copies of the layer inputs, kept between calls
+  size_t host_bytes;
 };
 
 static inline const bf16 *WC(pose_model *m, int i) { return i < 0 ? NULL : (const bf16 *)m->params[i].w_bf16; }
