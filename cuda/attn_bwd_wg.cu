@@ -154,13 +154,14 @@ __global__ void __launch_bounds__(BW_THREADS, 1)
       if (!skip) {
         const uint32_t qbase = smem_u32(sQ + s * TB), dobase = smem_u32(sdO + s * TB);
         float st[NA], dpt[NA];
+        // the exponentials run under the dP^T product
         wg_fence();
-        wg_abt<D>(st, kbase, qbase);   // S^T = K Q^T
+        wg_abt<D>(st, kbase, qbase); // S^T = K Q^T
+        wg_commit();
         wg_abt<D>(dpt, vbase, dobase); // dP^T = V dO^T
         wg_commit();
-        wg_wait<0>();
+        wg_wait<1>(); // S^T (groups complete in order)
         wg_acc_fence<NA>(st);
-        wg_acc_fence<NA>(dpt);
         const float *L = sL + s * BQ, *Ds = sDs + s * BQ;
         const bool full = qb + BQ <= p.Tq && wk0 + 64 <= p.Tk && wk0 + 63 <= qb + p.q_off &&
                           (p.window <= 0 || qb + BQ - 1 + p.q_off - wk0 < p.window);
@@ -172,8 +173,16 @@ __global__ void __launch_bounds__(BW_THREADS, 1)
             float pv = 0.0f;
             if (full || attn_visible32((int)qb + col, kr[e >> 1], Tq32, Tk32, qoff32, win32))
               pv = fast_exp2(st[4 * j + e] * sl2 - L[col]);
-            st[4 * j + e] = pv;                            // P^T
-            dpt[4 * j + e] = pv * (dpt[4 * j + e] - Ds[col]); // dS^T
+            st[4 * j + e] = pv; // P^T
+          }
+        wg_wait<0>(); // dP^T
+        wg_acc_fence<NA>(dpt);
+#pragma unroll
+        for (int j = 0; j < 8; j++)
+#pragma unroll
+          for (int e = 0; e < 4; e++) {
+            const int col = j * 8 + (lane & 3) * 2 + (e & 1);
+            dpt[4 * j + e] = st[4 * j + e] * (dpt[4 * j + e] - Ds[col]); // dS^T
           }
         uint32_t ap[4][4], ads[4][4];
         wg_pack_a(ap, st);
@@ -289,12 +298,12 @@ __global__ void __launch_bounds__(BW_THREADS, 1)
         const uint32_t kbase = smem_u32(sK + s * TB), vbase = smem_u32(sV + s * TB);
         float sa[NA], dp[NA];
         wg_fence();
-        wg_abt<D>(sa, qbase, kbase);  // S = Q K^T
+        wg_abt<D>(sa, qbase, kbase); // S = Q K^T
+        wg_commit();
         wg_abt<D>(dp, dobase, vbase); // dP = dO V^T
         wg_commit();
-        wg_wait<0>();
+        wg_wait<1>(); // S (the exponentials run under the dP product)
         wg_acc_fence<NA>(sa);
-        wg_acc_fence<NA>(dp);
         const bool full = wq0 + 64 <= p.Tq && k0 + BK <= p.Tk && k0 + BK - 1 <= wq0 + p.q_off &&
                           (p.window <= 0 || wq0 + 63 + p.q_off - k0 < p.window);
 #pragma unroll
@@ -304,8 +313,14 @@ __global__ void __launch_bounds__(BW_THREADS, 1)
             const int kj = (int)k0 + n * 8 + (lane & 3) * 2 + (e & 1), r = e >> 1;
             float pv = 0.0f;
             if (full || attn_visible32(qr[r], kj, Tq32, Tk32, qoff32, win32)) pv = fast_exp2(sa[4 * n + e] * sl2 - L[r]);
-            sa[4 * n + e] = pv * (dp[4 * n + e] - Ds[r]); // dS
+            sa[4 * n + e] = pv; // P
           }
+        wg_wait<0>(); // dP
+        wg_acc_fence<NA>(dp);
+#pragma unroll
+        for (int n = 0; n < 8; n++)
+#pragma unroll
+          for (int e = 0; e < 4; e++) sa[4 * n + e] *= dp[4 * n + e] - Ds[e >> 1]; // dS
         uint32_t ads[4][4];
         wg_pack_a(ads, sa);
         wg_fence();
