@@ -32,29 +32,31 @@ cudaError_t pc_attn_make_tmap(CUtensorMap *m, const void *base, int64_t D, int64
                               int64_t rstride, int64_t bstride, int rows);
 
 #if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
-// C[64 x 64] = A[64 x D] B[64 x D]^T, both 64-row swizzled K-major tiles in shared memory (not waited for)
-template <int D>
+// C[64 x N] = A[64 x D] B[N x D]^T, a 64-row and an N-row swizzled K-major tile in shared memory (not waited for)
+template <int D, int N>
 __device__ __forceinline__ void wg_abt(float *c, uint32_t a, uint32_t b) {
 #pragma unroll
   for (int ks = 0; ks < D / 16; ks++) {
-    const uint32_t off = (ks >> 2) * (64 * 128) + (ks & 3) * 32;
-    wgmma_m64n64_ss<0>(c, wg_desc(a + off, 16, 1024), wg_desc(b + off, 16, 1024), ks > 0);
+    const uint32_t ka = (ks >> 2) * (64 * 128) + (ks & 3) * 32, kb = (ks >> 2) * (N * 128) + (ks & 3) * 32;
+    if constexpr (N == 128) wgmma_m64n128_ss<0>(c, wg_desc(a + ka, 16, 1024), wg_desc(b + kb, 16, 1024), ks > 0);
+    else wgmma_m64n64_ss<0>(c, wg_desc(a + ka, 16, 1024), wg_desc(b + kb, 16, 1024), ks > 0);
   }
 }
-// C[64 x D] += A[64 x 64] B[64 x D]: A from registers (4 k16 blocks), B a 64-row swizzled tile read MN-major
-template <int D>
+// C[64 x D] += A[64 x N] B[N x D]: A from registers (N/16 k16 blocks), B an N-row swizzled tile read MN-major
+template <int D, int N>
 __device__ __forceinline__ void wg_ab_rs(float *c, const uint32_t (*a)[4], uint32_t b) {
 #pragma unroll
-  for (int kk = 0; kk < 4; kk++) {
-    const uint64_t db = wg_desc(b + kk * 2048, 64 * 128, 1024);
+  for (int kk = 0; kk < N / 16; kk++) {
+    const uint64_t db = wg_desc(b + kk * 2048, N * 128, 1024);
     if constexpr (D == 128) wgmma_m64n128_rs<1>(c, a[kk], db, 1);
     else wgmma_m64n64_rs<1>(c, a[kk], db, 1);
   }
 }
-// accumulator of m64n64 -> register A operand (k16 block kk = n8 blocks 2kk, 2kk + 1)
+// accumulator of m64nN -> register A operand (k16 block kk = n8 blocks 2kk, 2kk + 1)
+template <int N>
 __device__ __forceinline__ void wg_pack_a(uint32_t (*a)[4], const float *s) {
 #pragma unroll
-  for (int kk = 0; kk < 4; kk++) {
+  for (int kk = 0; kk < N / 16; kk++) {
     a[kk][0] = pack_bf16(s[8 * kk + 0], s[8 * kk + 1]);
     a[kk][1] = pack_bf16(s[8 * kk + 2], s[8 * kk + 3]);
     a[kk][2] = pack_bf16(s[8 * kk + 4], s[8 * kk + 5]);
@@ -64,16 +66,17 @@ __device__ __forceinline__ void wg_pack_a(uint32_t (*a)[4], const float *s) {
 #endif
 
 // ---- dK / dV ---------------------------------------------------------------------------------------------------
-template <int D>
+template <int D, int BQ>
 __global__ void __launch_bounds__(BW_THREADS, 1)
     k_attn_bwd_dkdv_wg(const __grid_constant__ CUtensorMap tq, const __grid_constant__ CUtensorMap tdo,
                        const __grid_constant__ CUtensorMap tk, const __grid_constant__ CUtensorMap tv, attn_params p) {
 #if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
-  constexpr int BN = 128, BQ = 64, TB = 64 * D * 2, DB = D / 64, NS = BW_NS, NA = 32, NO = D / 2;
+  // TB: a 64-row tile (K, V of one consumer), TQ: a streamed BQ-row tile (Q, dO)
+  constexpr int BN = 128, TB = 64 * D * 2, TQ = BQ * D * 2, DB = D / 64, NS = BW_NS, NA = BQ / 2, NO = D / 2;
   extern __shared__ unsigned char smem_dyn[];
   unsigned char *sK = (unsigned char *)(((uintptr_t)smem_dyn + 1023) & ~(uintptr_t)1023);
-  unsigned char *sV = sK + 2 * TB, *sQ = sV + 2 * TB, *sdO = sQ + NS * TB;
-  float *sL = (float *)(sdO + NS * TB), *sDs = sL + NS * BQ;
+  unsigned char *sV = sK + 2 * TB, *sQ = sV + 2 * TB, *sdO = sQ + NS * TQ;
+  float *sL = (float *)(sdO + NS * TQ), *sDs = sL + NS * BQ;
   const uint32_t bfix = smem_u32(sDs + NS * BQ), bfull = bfix + 8, bempty = bfull + 8 * NS;
 
   const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
@@ -114,10 +117,10 @@ __global__ void __launch_bounds__(BW_THREADS, 1)
         if (n > 0) mbar_wait(bempty + 8 * s, (n - 1) & 1);
         if (lane == 0) {
           const uint32_t bar = bfull + 8 * s;
-          mbar_expect_tx(bar, 2 * TB);
+          mbar_expect_tx(bar, 2 * TQ);
           for (int cb = 0; cb < DB; cb++) {
-            tma_load_4d(smem_u32(sQ + s * TB + cb * 64 * 128), &tq, cb * 64, (int)h, (int)qb, (int)b, bar);
-            tma_load_4d(smem_u32(sdO + s * TB + cb * 64 * 128), &tdo, cb * 64, (int)h, (int)qb, (int)b, bar);
+            tma_load_4d(smem_u32(sQ + s * TQ + cb * BQ * 128), &tq, cb * 64, (int)h, (int)qb, (int)b, bar);
+            tma_load_4d(smem_u32(sdO + s * TQ + cb * BQ * 128), &tdo, cb * 64, (int)h, (int)qb, (int)b, bar);
           }
         }
         const int64_t rb = (b * p.Hq + h) * p.Tq;
@@ -152,13 +155,13 @@ __global__ void __launch_bounds__(BW_THREADS, 1)
                         (p.window > 0 && qb + p.q_off - wk1 >= p.window);
       mbar_wait(bfull + 8 * s, ph);
       if (!skip) {
-        const uint32_t qbase = smem_u32(sQ + s * TB), dobase = smem_u32(sdO + s * TB);
+        const uint32_t qbase = smem_u32(sQ + s * TQ), dobase = smem_u32(sdO + s * TQ);
         float st[NA], dpt[NA];
         // the exponentials run under the dP^T product
         wg_fence();
-        wg_abt<D>(st, kbase, qbase); // S^T = K Q^T
+        wg_abt<D, BQ>(st, kbase, qbase); // S^T = K Q^T
         wg_commit();
-        wg_abt<D>(dpt, vbase, dobase); // dP^T = V dO^T
+        wg_abt<D, BQ>(dpt, vbase, dobase); // dP^T = V dO^T
         wg_commit();
         wg_wait<1>(); // S^T (groups complete in order)
         wg_acc_fence<NA>(st);
@@ -166,7 +169,7 @@ __global__ void __launch_bounds__(BW_THREADS, 1)
         const bool full = qb + BQ <= p.Tq && wk0 + 64 <= p.Tk && wk0 + 63 <= qb + p.q_off &&
                           (p.window <= 0 || qb + BQ - 1 + p.q_off - wk0 < p.window);
 #pragma unroll
-        for (int j = 0; j < 8; j++)
+        for (int j = 0; j < BQ / 8; j++)
 #pragma unroll
           for (int e = 0; e < 4; e++) {
             const int col = j * 8 + (lane & 3) * 2 + (e & 1);
@@ -178,18 +181,18 @@ __global__ void __launch_bounds__(BW_THREADS, 1)
         wg_wait<0>(); // dP^T
         wg_acc_fence<NA>(dpt);
 #pragma unroll
-        for (int j = 0; j < 8; j++)
+        for (int j = 0; j < BQ / 8; j++)
 #pragma unroll
           for (int e = 0; e < 4; e++) {
             const int col = j * 8 + (lane & 3) * 2 + (e & 1);
             dpt[4 * j + e] = st[4 * j + e] * (dpt[4 * j + e] - Ds[col]); // dS^T
           }
-        uint32_t ap[4][4], ads[4][4];
-        wg_pack_a(ap, st);
-        wg_pack_a(ads, dpt);
+        uint32_t ap[BQ / 16][4], ads[BQ / 16][4];
+        wg_pack_a<BQ>(ap, st);
+        wg_pack_a<BQ>(ads, dpt);
         wg_fence();
-        wg_ab_rs<D>(dv, ap, dobase); // dV += P^T dO
-        wg_ab_rs<D>(dk, ads, qbase); // dK += dS^T Q
+        wg_ab_rs<D, BQ>(dv, ap, dobase); // dV += P^T dO
+        wg_ab_rs<D, BQ>(dk, ads, qbase); // dK += dS^T Q
         wg_commit();
         wg_wait<0>();
         wg_acc_fence<NO>(dv);
@@ -214,16 +217,17 @@ __global__ void __launch_bounds__(BW_THREADS, 1)
 }
 
 // ---- dQ --------------------------------------------------------------------------------------------------------
-template <int D>
+template <int D, int BK>
 __global__ void __launch_bounds__(BW_THREADS, 1)
     k_attn_bwd_dq_wg(const __grid_constant__ CUtensorMap tq, const __grid_constant__ CUtensorMap tdo,
                      const __grid_constant__ CUtensorMap tk, const __grid_constant__ CUtensorMap tv, attn_params p) {
 #if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
-  constexpr int BM = 128, BK = 64, TB = 64 * D * 2, DB = D / 64, NS = BW_NS, NA = 32, NO = D / 2;
+  // TB: a 64-row tile (Q, dO of one consumer), TK: a streamed BK-row tile (K, V)
+  constexpr int BM = 128, TB = 64 * D * 2, TK = BK * D * 2, DB = D / 64, NS = BW_NS, NA = BK / 2, NO = D / 2;
   extern __shared__ unsigned char smem_dyn[];
   unsigned char *sQ = (unsigned char *)(((uintptr_t)smem_dyn + 1023) & ~(uintptr_t)1023);
-  unsigned char *sdO = sQ + 2 * TB, *sK = sdO + 2 * TB, *sV = sK + NS * TB;
-  const uint32_t bfix = smem_u32(sV + NS * TB), bfull = bfix + 8, bempty = bfull + 8 * NS;
+  unsigned char *sdO = sQ + 2 * TB, *sK = sdO + 2 * TB, *sV = sK + NS * TK;
+  const uint32_t bfix = smem_u32(sV + NS * TK), bfull = bfix + 8, bempty = bfull + 8 * NS;
 
   const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
   const int64_t qt = gridDim.x - 1 - blockIdx.x, h = blockIdx.y, b = blockIdx.z; // longest rows first
@@ -260,10 +264,10 @@ __global__ void __launch_bounds__(BW_THREADS, 1)
         const int row = (int)((kt_lo + j) * BK);
         const uint32_t bar = bfull + 8 * s;
         if (n > 0) mbar_wait(bempty + 8 * s, (n - 1) & 1);
-        mbar_expect_tx(bar, 2 * TB);
+        mbar_expect_tx(bar, 2 * TK);
         for (int cb = 0; cb < DB; cb++) {
-          tma_load_4d(smem_u32(sK + s * TB + cb * 64 * 128), &tk, cb * 64, (int)hk, row, (int)b, bar);
-          tma_load_4d(smem_u32(sV + s * TB + cb * 64 * 128), &tv, cb * 64, (int)hk, row, (int)b, bar);
+          tma_load_4d(smem_u32(sK + s * TK + cb * BK * 128), &tk, cb * 64, (int)hk, row, (int)b, bar);
+          tma_load_4d(smem_u32(sV + s * TK + cb * BK * 128), &tv, cb * 64, (int)hk, row, (int)b, bar);
         }
       }
     }
@@ -295,19 +299,19 @@ __global__ void __launch_bounds__(BW_THREADS, 1)
       const bool skip = wq0 >= p.Tq || k0 > wq1 + p.q_off || (p.window > 0 && k0 + BK - 1 + p.window <= wq0 + p.q_off);
       mbar_wait(bfull + 8 * s, ph);
       if (!skip) {
-        const uint32_t kbase = smem_u32(sK + s * TB), vbase = smem_u32(sV + s * TB);
+        const uint32_t kbase = smem_u32(sK + s * TK), vbase = smem_u32(sV + s * TK);
         float sa[NA], dp[NA];
         wg_fence();
-        wg_abt<D>(sa, qbase, kbase); // S = Q K^T
+        wg_abt<D, BK>(sa, qbase, kbase); // S = Q K^T
         wg_commit();
-        wg_abt<D>(dp, dobase, vbase); // dP = dO V^T
+        wg_abt<D, BK>(dp, dobase, vbase); // dP = dO V^T
         wg_commit();
         wg_wait<1>(); // S (the exponentials run under the dP product)
         wg_acc_fence<NA>(sa);
         const bool full = wq0 + 64 <= p.Tq && k0 + BK <= p.Tk && k0 + BK - 1 <= wq0 + p.q_off &&
                           (p.window <= 0 || wq0 + 63 + p.q_off - k0 < p.window);
 #pragma unroll
-        for (int n = 0; n < 8; n++)
+        for (int n = 0; n < BK / 8; n++)
 #pragma unroll
           for (int e = 0; e < 4; e++) {
             const int kj = (int)k0 + n * 8 + (lane & 3) * 2 + (e & 1), r = e >> 1;
@@ -318,13 +322,13 @@ __global__ void __launch_bounds__(BW_THREADS, 1)
         wg_wait<0>(); // dP
         wg_acc_fence<NA>(dp);
 #pragma unroll
-        for (int n = 0; n < 8; n++)
+        for (int n = 0; n < BK / 8; n++)
 #pragma unroll
           for (int e = 0; e < 4; e++) sa[4 * n + e] *= dp[4 * n + e] - Ds[e >> 1]; // dS
-        uint32_t ads[4][4];
-        wg_pack_a(ads, sa);
+        uint32_t ads[BK / 16][4];
+        wg_pack_a<BK>(ads, sa);
         wg_fence();
-        wg_ab_rs<D>(dq, ads, kbase); // dQ += dS K
+        wg_ab_rs<D, BK>(dq, ads, kbase); // dQ += dS K
         wg_commit();
         wg_wait<0>();
         wg_acc_fence<NO>(dq);
@@ -345,35 +349,41 @@ __global__ void __launch_bounds__(BW_THREADS, 1)
 #endif
 }
 
-template <int D>
+// BQ: query rows per streamed tile of the dK/dV kernel, BK: key rows per streamed tile of the dQ kernel (64 or 128)
+template <int D, int BQ, int BK>
 static cudaError_t launch_bwd_wg(const attn_params &p, int64_t B, bf16 *dq, bf16 *dk, bf16 *dv, cudaStream_t s) {
   constexpr int TB = 64 * D * 2;
-  CUtensorMap tq, tdo, tk, tv;
+  CUtensorMap tq, tdo, tk, tv, tq64, tdo64, tk64, tv64;
   cudaError_t e;
-  if ((e = pc_attn_make_tmap(&tq, p.q, D, p.Hq, p.Tq, B, p.q_rstride, p.q_bstride, 64)) != cudaSuccess) return e;
-  if ((e = pc_attn_make_tmap(&tdo, p.dout, D, p.Hq, p.Tq, B, p.q_rstride, p.q_bstride, 64)) != cudaSuccess) return e;
-  if ((e = pc_attn_make_tmap(&tk, p.k, D, p.Hkv, p.Tk, B, p.kv_rstride, p.kv_bstride, 64)) != cudaSuccess) return e;
-  if ((e = pc_attn_make_tmap(&tv, p.v, D, p.Hkv, p.Tk, B, p.kv_rstride, p.kv_bstride, 64)) != cudaSuccess) return e;
+  // boxes of BQ query rows and 64 key rows for dK/dV; 64 query rows and BK key rows for dQ
+  if ((e = pc_attn_make_tmap(&tq, p.q, D, p.Hq, p.Tq, B, p.q_rstride, p.q_bstride, BQ)) != cudaSuccess) return e;
+  if ((e = pc_attn_make_tmap(&tdo, p.dout, D, p.Hq, p.Tq, B, p.q_rstride, p.q_bstride, BQ)) != cudaSuccess) return e;
+  if ((e = pc_attn_make_tmap(&tk64, p.k, D, p.Hkv, p.Tk, B, p.kv_rstride, p.kv_bstride, 64)) != cudaSuccess) return e;
+  if ((e = pc_attn_make_tmap(&tv64, p.v, D, p.Hkv, p.Tk, B, p.kv_rstride, p.kv_bstride, 64)) != cudaSuccess) return e;
+  if ((e = pc_attn_make_tmap(&tq64, p.q, D, p.Hq, p.Tq, B, p.q_rstride, p.q_bstride, 64)) != cudaSuccess) return e;
+  if ((e = pc_attn_make_tmap(&tdo64, p.dout, D, p.Hq, p.Tq, B, p.q_rstride, p.q_bstride, 64)) != cudaSuccess) return e;
+  if ((e = pc_attn_make_tmap(&tk, p.k, D, p.Hkv, p.Tk, B, p.kv_rstride, p.kv_bstride, BK)) != cudaSuccess) return e;
+  if ((e = pc_attn_make_tmap(&tv, p.v, D, p.Hkv, p.Tk, B, p.kv_rstride, p.kv_bstride, BK)) != cudaSuccess) return e;
   const size_t bars = 8 * (1 + 2 * BW_NS);
   {
-    const size_t smem = (size_t)(4 * TB + 2 * BW_NS * TB) + 2 * BW_NS * 64 * sizeof(float) + bars + 1024;
-    e = cudaFuncSetAttribute(k_attn_bwd_dkdv_wg<D>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
+    const size_t smem = (size_t)(4 * TB + 2 * BW_NS * BQ * D * 2) + 2 * BW_NS * BQ * sizeof(float) + bars + 1024;
+    e = cudaFuncSetAttribute(k_attn_bwd_dkdv_wg<D, BQ>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
     if (e != cudaSuccess) return e;
     attn_params pk = p;
     pk.out = dk;
     pk.out2 = dv;
     dim3 grid((unsigned)((p.Tk + 127) / 128), (unsigned)p.Hkv, (unsigned)B);
-    k_attn_bwd_dkdv_wg<D><<<grid, BW_THREADS, smem, s>>>(tq, tdo, tk, tv, pk);
+    k_attn_bwd_dkdv_wg<D, BQ><<<grid, BW_THREADS, smem, s>>>(tq, tdo, tk64, tv64, pk);
     if ((e = cudaGetLastError()) != cudaSuccess) return e;
   }
   {
-    const size_t smem = (size_t)(4 * TB + 2 * BW_NS * TB) + bars + 1024;
-    e = cudaFuncSetAttribute(k_attn_bwd_dq_wg<D>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
+    const size_t smem = (size_t)(4 * TB + 2 * BW_NS * BK * D * 2) + bars + 1024;
+    e = cudaFuncSetAttribute(k_attn_bwd_dq_wg<D, BK>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
     if (e != cudaSuccess) return e;
     attn_params pq = p;
     pq.out = dq;
     dim3 grid((unsigned)((p.Tq + 127) / 128), (unsigned)p.Hq, (unsigned)B);
-    k_attn_bwd_dq_wg<D><<<grid, BW_THREADS, smem, s>>>(tq, tdo, tk, tv, pq);
+    k_attn_bwd_dq_wg<D, BK><<<grid, BW_THREADS, smem, s>>>(tq64, tdo64, tk, tv, pq);
     if ((e = cudaGetLastError()) != cudaSuccess) return e;
   }
   return cudaSuccess;
@@ -383,7 +393,7 @@ static cudaError_t launch_bwd_wg(const attn_params &p, int64_t B, bf16 *dq, bf16
 int pc_attn_bwd_wg_usable(int64_t D) {
 #if defined(POSE_CUDA_SM90A)
   const char *cfg = getenv("POSE_ATTN_BWD");
-  if (cfg && strcmp(cfg, "wg") != 0) return 0;
+  if (cfg && strcmp(cfg, "wg") != 0 && strcmp(cfg, "wg64") != 0) return 0;
   if (D != 64 && D != 128) return 0;
   int dev = 0, major = 0, minor = 0;
   if (cudaGetDevice(&dev) != cudaSuccess) return 0;
@@ -397,7 +407,12 @@ int pc_attn_bwd_wg_usable(int64_t D) {
 #endif
 }
 
-// dK, dV and dQ (p.dsum already computed); Tq and Tk > 0
+// dK, dV and dQ (p.dsum already computed); Tq and Tk > 0. The dQ kernel streams 128-key tiles (S and dP m64n128);
+// dK/dV streams 64-query tiles (its two D-wide accumulators leave no room: 128-query tiles spill 248 bytes at
+// D = 64 in ptxas). POSE_ATTN_BWD=wg64 streams 64-key tiles in dQ too (the first version; tests and benchmarks).
 cudaError_t pc_attn_bwd_wg(const attn_params &p, int64_t B, int64_t D, bf16 *dq, bf16 *dk, bf16 *dv, cudaStream_t s) {
-  return D == 128 ? launch_bwd_wg<128>(p, B, dq, dk, dv, s) : launch_bwd_wg<64>(p, B, dq, dk, dv, s);
+  const char *cfg = getenv("POSE_ATTN_BWD");
+  if (cfg && !strcmp(cfg, "wg64"))
+    return D == 128 ? launch_bwd_wg<128, 64, 64>(p, B, dq, dk, dv, s) : launch_bwd_wg<64, 64, 64>(p, B, dq, dk, dv, s);
+  return D == 128 ? launch_bwd_wg<128, 64, 128>(p, B, dq, dk, dv, s) : launch_bwd_wg<64, 64, 128>(p, B, dq, dk, dv, s);
 }

@@ -166,11 +166,15 @@ static void attn_case(int64_t B, int64_t T, int64_t Hq, int64_t Hkv, int64_t D, 
     unsetenv("POSE_ATTN_BWD_AREG");
     unsetenv("POSE_ATTN_BWD");
   }
-  if (!all_cfgs) { /* the mma.sync backward (the rows above when all_cfgs); the default is the wgmma one on a H100/H200 */
+  /* the mma.sync backward (the AREG rows above when all_cfgs) and the sm_90a one with 64-key dQ tiles; the default
+   * is the sm_90a one on a H100/H200 */
+  if (!all_cfgs) {
     setenv("POSE_ATTN_BWD", "mma", 1);
     bench("attn_bwd[mma]", shape, 2.5 * f, 0, run_attn_bwd, &a, reps);
-    unsetenv("POSE_ATTN_BWD");
   }
+  setenv("POSE_ATTN_BWD", "wg64", 1);
+  bench("attn_bwd[wg64]", shape, 2.5 * f, 0, run_attn_bwd, &a, reps);
+  unsetenv("POSE_ATTN_BWD");
   bench("attn_bwd", shape, 2.5 * f, 0, run_attn_bwd, &a, reps);
   cudaFree(a.q); cudaFree(a.k); cudaFree(a.v); cudaFree(a.dO); cudaFree(a.o);
   cudaFree(a.dq); cudaFree(a.dk); cudaFree(a.dv); cudaFree(a.lse);

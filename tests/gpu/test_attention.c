@@ -209,13 +209,16 @@ int main(void) {
     for (int i = 0; i < 4; i++) run_case(cases[subset[i]]);
   }
   unsetenv("POSE_ATTN_BWD_AREG");
-  /* the mma.sync backward on cases the sm_90a backward takes by default (more than 64 queries); elsewhere both
-   * runs take the mma.sync kernels */
+  /* the other backward kernels on cases the sm_90a backward takes by default (more than 64 queries; with fewer,
+   * or off Hopper, every run takes the mma.sync kernels) */
   const int bsub[] = {1, 2, 5, 8, 9, 10, 11, 12, 13, 14};
-  setenv("POSE_ATTN_BWD", "mma", 1);
-  printf("  backward forced to mma.sync:\n");
-  for (int i = 0; i < 10; i++)
-    if (!quick || cases[bsub[i]].Tq * cases[bsub[i]].Tk <= 40000) run_case(cases[bsub[i]]);
+  const char *bcfgs[] = {"mma", "wg64"}; /* mma.sync; the sm_90a kernels with 64-key tiles in dQ (default 128) */
+  for (int c = 0; c < 2; c++) {
+    setenv("POSE_ATTN_BWD", bcfgs[c], 1);
+    printf("  backward %s:\n", bcfgs[c]);
+    for (int i = 0; i < 10; i++)
+      if (!quick || cases[bsub[i]].Tq * cases[bsub[i]].Tk <= 40000) run_case(cases[bsub[i]]);
+  }
   unsetenv("POSE_ATTN_BWD");
 
   pose_cuda_attn_dims d;
