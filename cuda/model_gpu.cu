@@ -1,6 +1,8 @@
 // The decoder on the GPU (core/model_gpu.h): the same function as core/model_fwd.c, assembled from the kernels of
 // pose_cuda.h, in bf16 with fp32 accumulation, fp32 statistics and fp32 master weights and gradients. LLaMA family
 // (llama, mistral, qwen2): RMSNorm, SwiGLU, half-split rotary, GQA, q/k/v biases, sliding window, tied embeddings.
+// (GPT-J, GPT-NeoX and Baichuan share the arenas and parameter functions here; their layers and run are in
+// cuda/model_gpu_families.cu.)
 //
 // One layer, sequential residual (every tensor bf16 [N rows, ...] unless noted):
 //   h1 = rmsnorm(x) (rstd fp32)      q = h1 Wq^T + bq [N,Q]      kv = h1 [Wk;Wv]^T + [bk;bv] [N,2KV] (one GEMM)
@@ -16,14 +18,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "common.cuh"
-
-extern "C" {
-#include "model_gpu.h"
-}
+#include "model_gpu_internal.cuh"
 
 #define ARENA_ALIGN 64                       // elements: 256 bytes of fp32, 128 of bf16
-#define HEAD_BYTES ((size_t)256 << 20)       // logits chunk of the LM head
 
 // ---- per-device stream shared by the model and its optimizer (every call orders on it) ---------------------------
 
@@ -67,34 +64,13 @@ extern "C" pose_status pose_gpu_memory(int dev, int reset, size_t *used, size_t 
   return POSE_OK;
 }
 
-// ---- the model's device state --------------------------------------------------------------------------------------
-
-struct pose_gpu_model {
-  int dev;
-  cudaStream_t s;
-  pose_cuda_blas *blas;
-  size_t numel;     // arena elements, padding included
-  size_t *off;      // offset of each parameter in the arenas
-  float *w, *g;     // fp32 master weights, fp32 gradients (NULL until first needed)
-  bf16 *wc;         // bf16 compute copies
-  float *inv_freq;  // [rot/2]
-  int ref_attn;     // head dim other than 64/128: the reference attention kernels
-  int bf16;         // pure-bf16 policy: no fp32 masters (w == NULL); wc is the weights (pose_gpu_model_set_bf16)
-};
-
-static inline const bf16 *WC(pose_model *m, int i) { return i < 0 ? NULL : (const bf16 *)m->params[i].w_bf16; }
-static inline const float *W32(pose_model *m, int i) { return i < 0 ? NULL : m->params[i].w; }
-// norm weights: the fp32 masters, or under the pure-bf16 policy the bf16 weights themselves
-static inline const void *NW(pose_model *m, int i) { return m->gpu->bf16 ? (const void *)WC(m, i) : (const void *)W32(m, i); }
-static inline pose_dtype NWDT(const pose_model *m) { return m->gpu->bf16 ? POSE_BF16 : POSE_F32; }
-static inline float *G32(pose_model *m, int i) { return i < 0 ? NULL : m->params[i].g; }
-
 static pose_status check_supported(const pose_model *m) {
   const pose_model_cfg *c = &m->cfg;
-  if (c->family != POSE_FAMILY_LLAMA && c->family != POSE_FAMILY_MISTRAL && c->family != POSE_FAMILY_QWEN2)
-    return pose_error(POSE_EUNSUPPORTED, "model: the GPU decoder supports the LLaMA family (llama, mistral, qwen2) "
-                      "for now; load this %s model with device \"cpu\"", c->model_type);
-  if (c->norm != POSE_NORM_RMS || !c->glu || c->parallel || c->shared_ln || c->interleaved ||
+  if (pc_fam_generic(m)) POSE_TRY(pc_fam_check(m)); // gptj, gpt_neox, baichuan: cuda/model_gpu_families.cu
+  else if (c->family != POSE_FAMILY_LLAMA && c->family != POSE_FAMILY_MISTRAL && c->family != POSE_FAMILY_QWEN2)
+    return pose_error(POSE_EUNSUPPORTED, "model: the GPU decoder does not support model type %s; load it with "
+                      "device \"cpu\"", c->model_type);
+  else if (c->norm != POSE_NORM_RMS || !c->glu || c->parallel || c->shared_ln || c->interleaved ||
       c->qkv != POSE_QKV_SEPARATE || c->norm_head)
     return pose_error(POSE_EUNSUPPORTED, "model: this %s variant (norm, MLP, residual or rotary layout) is not "
                       "supported on the GPU", c->model_type);
@@ -408,44 +384,6 @@ static void ws_layout(const pose_model *m, const run_ctx &rc, workspace *w, bump
   }
 }
 
-// ---- GEMM shorthands (row-major; W is a Hugging Face [out, in] weight) -------------------------------------------
-
-static pose_status gemm(pose_gpu_model *G, int ta, int tb, int64_t M, int64_t N, int64_t K, const void *A, int64_t lda,
-                        const void *B, int64_t ldb, void *C, pose_dtype cdt, int64_t ldc, float beta,
-                        const void *bias) {
-  pose_cuda_gemm_args g;
-  pose_cuda_gemm_args_init(&g);
-  g.trans_a = ta; g.trans_b = tb;
-  g.M = M; g.N = N; g.K = K;
-  g.A = A; g.a_dt = POSE_BF16; g.lda = lda;
-  g.B = B; g.b_dt = POSE_BF16; g.ldb = ldb;
-  g.C = C; g.c_dt = cdt; g.ldc = ldc;
-  g.beta = beta;
-  g.bias = bias;
-  return pose_cuda_gemm(G->blas, &g, G->s);
-}
-
-// y[N,out] (beta: +)= x[N,in] W^T + bias
-static pose_status lin_fwd(pose_gpu_model *G, const bf16 *x, int64_t N, int64_t in, const bf16 *W, int64_t out,
-                           const bf16 *bias, bf16 *y, float beta) {
-  return gemm(G, 0, 1, N, out, in, x, in, W, in, y, POSE_BF16, out, beta, bias);
-}
-// dx[N,in] (beta: +)= dy[N,out] W
-static pose_status lin_dx(pose_gpu_model *G, const bf16 *dy, int64_t lddy, int64_t N, int64_t out, const bf16 *W,
-                          int64_t in, bf16 *dx, float beta) {
-  return gemm(G, 0, 0, N, in, out, dy, lddy, W, in, dx, POSE_BF16, in, beta, NULL);
-}
-// dW[out,in] += dy[N,out]^T x[N,in] (fp32)
-static pose_status lin_dw(pose_gpu_model *G, const bf16 *dy, int64_t lddy, int64_t N, int64_t out, const bf16 *x,
-                          int64_t in, float *dW) {
-  if (!dW) return POSE_OK;
-  return gemm(G, 1, 0, out, in, N, dy, lddy, x, in, dW, POSE_F32, in, 1.0f, NULL);
-}
-static pose_status bias_grad(pose_gpu_model *G, const bf16 *dy, int64_t ld, int64_t N, int64_t C, float *db) {
-  if (!db) return POSE_OK;
-  return pose_cuda_colsum_add(dy, POSE_BF16, N, C, ld, db, G->s);
-}
-
 // ---- blocks ------------------------------------------------------------------------------------------------------
 
 static pose_status rms_fwd(pose_model *m, int w_idx, const bf16 *x, int64_t N, bf16 *y, float *rs) {
@@ -630,6 +568,7 @@ static pose_status run_device(pose_model *m, pose_model_run_args *a, const run_c
 }
 
 extern "C" pose_status pose_gpu_model_run(pose_model *m, pose_model_run_args *a) {
+  if (pc_fam_generic(m)) return pc_fam_run(m, a); // gptj, gpt_neox, baichuan: cuda/model_gpu_families.cu
   pose_gpu_model *G = m->gpu;
   const pose_model_cfg *c = &m->cfg;
   PC_CU(cudaSetDevice(G->dev), "cudaSetDevice");

@@ -76,7 +76,7 @@ static int opts_arg(lua_State *L, int idx, const char *fn, const char *const *ke
 }
 
 /* Models live on the CPU unless a device is named: the CPU is the reference and runs every family, while the GPU
- * decoder covers the LLaMA family (and computes in bf16), so a GPU machine does not silently change the numbers. */
+ * decoder computes in bf16, so a GPU machine does not silently change the numbers. */
 static pose_device opt_device(lua_State *L, int opts) {
   const char *s = pose_lua_opt_str(L, opts, "device", NULL);
   pose_device d = POSE_DEVICE_CPU;

@@ -147,8 +147,8 @@ static void attn_case(int64_t B, int64_t T, int64_t Hq, int64_t Hkv, int64_t D, 
            (long long)Hkv, (long long)D, window ? " win" : "");
   if (window) snprintf(shape + strlen(shape), sizeof shape - strlen(shape), "%lld", (long long)window);
   if (all_cfgs) { /* every forward tile shape, then the default */
-    const char *cfgs[] = {"1x64", "2x32", "2x64", "wgcp"};
-    for (int c = 0; c < 4; c++) {
+    const char *cfgs[] = {"1x64", "2x32", "2x64", "wgcp", "wg3"};
+    for (int c = 0; c < 5; c++) {
       char name[64];
       snprintf(name, sizeof name, "attn_fwd[%s]", cfgs[c]);
       setenv("POSE_ATTN_FWD", cfgs[c], 1);

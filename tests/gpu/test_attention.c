@@ -193,9 +193,9 @@ int main(void) {
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
     if (!quick || cases[i].Tq * cases[i].Tk <= 40000) run_case(cases[i]);
   /* every forward tile shape (the default is one of them), on both head dims, windows, offsets and fused strides */
-  const char *cfgs[] = {"1x64", "2x32", "2x64", "wgcp"};
+  const char *cfgs[] = {"1x64", "2x32", "2x64", "wgcp", "wg3"};
   const int subset[] = {0, 2, 4, 5};
-  for (int c = 0; c < 4; c++) {
+  for (int c = 0; c < 5; c++) {
     setenv("POSE_ATTN_FWD", cfgs[c], 1);
     printf("  forward tiles %s:\n", cfgs[c]);
     for (int i = 0; i < 4; i++) run_case(cases[subset[i]]);

@@ -65,7 +65,15 @@ T.case("cuda models " .. (has_gpu and "(GPU present)" or "(no GPU: errors)"), fu
   T.eq(#g:param("model.norm.weight"):totable(), 128)
   T.eq(#g:generate({1, 2, 3}, {max_new_tokens = 4}), 4) -- KV-cache decoding on the device
   T.raises(function() pose.load("tests/fixtures/models/llama_gqa", {device = "cuda", dtype = "f32"}) end, "bf16")
-  T.raises(function() pose.load("tests/fixtures/models/gptj", {device = "cuda"}) end, "LLaMA family")
+  -- the other families run on the GPU too (numerics: tests/gpu/test_model_families.c)
+  for _, fam in ipairs{"gptj", "neox_parallel", "baichuan"} do
+    local dir = "tests/fixtures/models/" .. fam
+    if io.open(dir .. "/config.json") then
+      local fg = pose.load(dir, {device = "cuda"})
+      T.near(fg:loss(ids, {positions = pos}), pose.load(dir):loss(ids, {positions = pos}), 2e-2)
+      T.eq(#fg:generate({1, 2, 3}, {max_new_tokens = 3}), 3)
+    end
+  end
   local b = pose.init(cfg(), {seed = 3, device = "cuda", precision = "bf16"})
   T.eq(b:precision(), "bf16")
   T.near(b:loss(ids, {positions = pos}), c:loss(ids, {positions = pos}), 2e-2)
