@@ -81,12 +81,32 @@ pose_status pose_model_grad_get(pose_model *m, size_t i, float *dst);
 /* Activation memory policy of training (cuda models; the CPU path always keeps every activation, the results are
  * the same): NONE keeps every layer's activations from the forward for the backward; LAYER keeps only each layer's
  * input and recomputes the layer's forward just before its backward (full per-layer checkpointing: about one
- * more forward of compute for a fraction of the memory). */
-typedef enum { POSE_RECOMPUTE_NONE = 0, POSE_RECOMPUTE_LAYER } pose_recompute;
+ * more forward of compute for a fraction of the memory); OFFLOAD is LAYER with the layer inputs kept in pinned host
+ * memory instead of on the device (copied out during the forward and prefetched back one layer ahead during the
+ * backward, on a second stream), so that device memory no longer grows with layers x tokens. The three give
+ * bit-identical gradients. */
+typedef enum { POSE_RECOMPUTE_NONE = 0, POSE_RECOMPUTE_LAYER, POSE_RECOMPUTE_OFFLOAD } pose_recompute;
 pose_status pose_model_set_recompute(pose_model *m, pose_recompute r);
 pose_recompute pose_model_get_recompute(const pose_model *m);
-/* "none" / "layer" */
+/* "none" / "layer" / "offload" */
 pose_status pose_recompute_parse(const char *s, pose_recompute *out);
+/* The name of a policy ("none", "layer", "offload"; "?" for anything else). */
+const char *pose_recompute_name(pose_recompute r);
+
+/* Device memory a cuda model would use for one call on B rows of T tokens (train = 1: a training step with its
+ * gradients and a trainer's AdamW moments; 0: a forward) under recompute policy r and the model's precision policy,
+ * known before anything is allocated, so a caller can tell whether a length fits. Bytes. total = weights + grads +
+ * optimizer + activations + temporary (the run's workspace is one allocation; temporary is the largest scratch a
+ * kernel takes on top of it). grads: the gradient arena, or the slots of the trainer's fused update when a fused
+ * trainer has put the model in that mode. host_pinned: pinned host memory of recompute=offload. chunk_rows: rows per
+ * MLP chunk.
+ * cpu models: POSE_EUNSUPPORTED. */
+typedef struct {
+  int64_t chunk_rows;
+  size_t weights, grads, optimizer, activations, temporary, total, host_pinned;
+} pose_memory_plan;
+pose_status pose_model_memory_plan(pose_model *m, int64_t B, int64_t T, int train, pose_recompute r,
+                                   pose_memory_plan *out);
 
 /* Training precision policy of a cuda model. FP32_MASTER (default): fp32 master weights, bf16 compute copies, fp32
  * gradients and fp32 AdamW moments (18 bytes per parameter). BF16: the bf16 weights are the weights (the masters are

@@ -122,6 +122,16 @@ pose_status pose_gpu_optim_set(pose_gpu_optim *o, size_t i, int64_t numel, const
 pose_status pose_gpu_weights_get(int device, const pose_param *p, float *dst);
 pose_status pose_gpu_weights_set(int device, pose_param *p, const float *src);
 
+/* Rows per MLP chunk of the next calls (0: automatic, chunks of at most 1 GiB of MLP buffers); for tests that check
+ * chunked against unchunked results on small models. */
+pose_status pose_gpu_model_set_chunk_rows(pose_model *m, int64_t rows);
+/* recompute="offload": allocates (pins) the host copies of the layer inputs for calls of B x T tokens now instead
+ * of in the first such call (tens of GB take seconds to pin; benchmarks keep that out of their timed steps). */
+pose_status pose_gpu_model_reserve_offload(pose_model *m, int64_t B, int64_t T);
+/* pose_model_memory_plan of a cuda model (arguments checked by the caller). */
+pose_status pose_gpu_model_plan(const pose_model *m, int64_t B, int64_t T, int train, pose_recompute r,
+                                pose_memory_plan *out);
+
 /* Memory of the device's allocation pool (every model buffer comes from it): bytes in use now and the high-water
  * mark since the last reset (reset = 1 restarts it at the current use). */
 pose_status pose_gpu_memory(int device, int reset, size_t *used, size_t *peak);

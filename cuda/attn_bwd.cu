@@ -303,7 +303,17 @@ extern "C" pose_status pose_cuda_attn_bwd(const pose_cuda_attn_dims *d, const ui
   const char *ar = getenv("POSE_ATTN_BWD_AREG");
   bool areg = ar && (ar[0] == '0' || ar[0] == '1') ? ar[0] == '1' : d->D == 64;
   bf16 *bq = (bf16 *)dq, *bk = (bf16 *)dk, *bv = (bf16 *)dv;
-  cudaError_t e = d->D == 64 ? (areg ? launch_bwd<64, 64, 64, true>(p, d->B, dsum, bq, bk, bv, s)
+  cudaError_t e;
+  // the wgmma/TMA kernels of attn_bwd_wg.cu on Hopper (128-row blocks: short sequences keep mma.sync, as the
+  // forward does); POSE_ATTN_BWD=mma forces the mma.sync kernels
+  if (d->Tq > 64 && d->Tk > 0 && pc_attn_bwd_wg_usable(d->D)) {
+    p.dsum = dsum;
+    int64_t rows = d->B * p.Hq * p.Tq;
+    k_attn_dsum<<<(unsigned)((rows * 32 + 255) / 256), 256, 0, (cudaStream_t)s>>>(p, d->B, (int)d->D, dsum);
+    e = cudaGetLastError();
+    if (e == cudaSuccess) e = pc_attn_bwd_wg(p, d->B, d->D, bq, bk, bv, (cudaStream_t)s);
+  } else
+    e = d->D == 64 ? (areg ? launch_bwd<64, 64, 64, true>(p, d->B, dsum, bq, bk, bv, s)
                                      : launch_bwd<64, 64, 64, false>(p, d->B, dsum, bq, bk, bv, s))
                              : (areg ? launch_bwd<128, 32, 32, true>(p, d->B, dsum, bq, bk, bv, s)
                                      : launch_bwd<128, 32, 32, false>(p, d->B, dsum, bq, bk, bv, s));

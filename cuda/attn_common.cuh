@@ -227,5 +227,8 @@ struct attn_params {
 // The sm_90a (wgmma) forward of attn_fwd_wg.cu: usable for this head dim on this device and build?
 int pc_attn_fwd_wg_usable(int64_t D);
 cudaError_t pc_attn_fwd_wg(const attn_params &p, int64_t B, int64_t D, cudaStream_t s);
+// The sm_90a backward of attn_bwd_wg.cu (dK/dV and dQ; p.dsum computed first).
+int pc_attn_bwd_wg_usable(int64_t D);
+cudaError_t pc_attn_bwd_wg(const attn_params &p, int64_t B, int64_t D, bf16 *dq, bf16 *dk, bf16 *dv, cudaStream_t s);
 
 #endif

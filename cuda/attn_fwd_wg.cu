@@ -449,7 +449,7 @@ __global__ void __launch_bounds__(128 * (NC + 1), 1)
 
 // 4-D tensor map over a [B][T][H][D]-addressed bf16 tensor (row and batch strides in elements), boxes of
 // 64 (D) x 1 (head) x rows x 1, 128-byte swizzle, zero fill out of bounds.
-static cudaError_t make_tmap(CUtensorMap *m, const void *base, int64_t D, int64_t H, int64_t T, int64_t B,
+cudaError_t pc_attn_make_tmap(CUtensorMap *m, const void *base, int64_t D, int64_t H, int64_t T, int64_t B,
                              int64_t rstride, int64_t bstride, int rows) {
   static PFN_cuTensorMapEncodeTiled_v12000 encode = NULL;
   if (!encode) {
@@ -473,9 +473,9 @@ template <int D, int NC>
 static cudaError_t launch_tma(const attn_params &p, int64_t B, cudaStream_t s) {
   CUtensorMap tq, tk, tv;
   cudaError_t e;
-  if ((e = make_tmap(&tq, p.q, D, p.Hq, p.Tq, B, p.q_rstride, p.q_bstride, 64)) != cudaSuccess) return e;
-  if ((e = make_tmap(&tk, p.k, D, p.Hkv, p.Tk, B, p.kv_rstride, p.kv_bstride, WG_BN)) != cudaSuccess) return e;
-  if ((e = make_tmap(&tv, p.v, D, p.Hkv, p.Tk, B, p.kv_rstride, p.kv_bstride, WG_BN)) != cudaSuccess) return e;
+  if ((e = pc_attn_make_tmap(&tq, p.q, D, p.Hq, p.Tq, B, p.q_rstride, p.q_bstride, 64)) != cudaSuccess) return e;
+  if ((e = pc_attn_make_tmap(&tk, p.k, D, p.Hkv, p.Tk, B, p.kv_rstride, p.kv_bstride, WG_BN)) != cudaSuccess) return e;
+  if ((e = pc_attn_make_tmap(&tv, p.v, D, p.Hkv, p.Tk, B, p.kv_rstride, p.kv_bstride, WG_BN)) != cudaSuccess) return e;
   const size_t smem = (size_t)(NC * 64 * D * 2 + 2 * TMA_NS * WG_BN * D * 2 + 8 * (1 + 4 * TMA_NS) + 1024);
   e = cudaFuncSetAttribute(k_attn_fwd_tma<D, NC>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
   if (e != cudaSuccess) return e;

@@ -171,10 +171,14 @@ extern "C" void pose_gpu_model_free(pose_model *m) {
     cudaStreamSynchronize(G->s);
   }
   if (G->blas) pose_cuda_blas_free(G->blas);
+  if (G->cs) cudaStreamDestroy(G->cs);
+  if (G->host_ckpt) cudaFreeHost(G->host_ckpt);
   free(G->off);
   free(G->gz);
   free(G->group);
   free(G->layer_lo);
+  free(G->scr_off);
+  free(G->scr_pending);
   free(G);
   m->gpu = NULL;
   for (size_t i = 0; i < m->n_params; i++) m->params[i].w = m->params[i].g = NULL, m->params[i].w_bf16 = NULL;
@@ -194,11 +198,28 @@ extern "C" pose_status pose_gpu_model_ensure_grads(pose_model *m) {
     const size_t n = slot_elems(G);
     pose_status st = galloc((void **)&G->gslot, n * sizeof(float), G->s);
     if (st != POSE_OK) return pose_error_prefix(st, "model: gradient slots (%.2f GB): ", n * 4.0 / 1e9);
-    // scratch for the small fp32 gradients (norm weights, bias pairs) converted into bf16 slots
+    // fp32 scratch for a layer's small gradients (norm weights, biases) bound for bf16 slots: one region each,
+    // packed in arena order so that adjacent pairs (k|v, gate|up biases) stay adjacent
+    if (!G->scr_off) G->scr_off = (size_t *)calloc(m->n_params ? m->n_params : 1, sizeof(size_t));
+    if (!G->scr_pending) G->scr_pending = (unsigned char *)calloc(m->n_params ? m->n_params : 1, 1);
+    if (!G->scr_off || !G->scr_pending) return pose_error(POSE_ENOMEM, "model: out of memory");
+    int *lst = (int *)malloc(sizeof(int) * (m->n_params ? m->n_params : 1));
+    if (!lst) return pose_error(POSE_ENOMEM, "model: out of memory");
     size_t sc = 64;
-    for (size_t i = 0; i < m->n_params; i++)
-      if (G->group[i] < m->cfg.layers && m->kinds[i] != POSE_PK_MATRIX && 2 * (size_t)m->params[i].numel > sc)
-        sc = 2 * (size_t)m->params[i].numel;
+    for (int64_t l = 0; l < m->cfg.layers; l++) {
+      int k = 0;
+      for (size_t i = 0; i < m->n_params; i++) // layer l's small parameters, insertion-sorted by arena offset
+        if (G->group[i] == l && m->kinds[i] != POSE_PK_MATRIX) {
+          int j = k++;
+          while (j > 0 && G->off[lst[j - 1]] > G->off[i]) lst[j] = lst[j - 1], j--;
+          lst[j] = (int)i;
+        }
+      size_t cur = 0;
+      for (int j = 0; j < k; j++) G->scr_off[lst[j]] = cur, cur += (size_t)m->params[lst[j]].numel;
+      if (cur > sc) sc = cur;
+    }
+    free(lst);
+    memset(G->scr_pending, 0, m->n_params);
     if (G->slot_bf16 && G->gscr_n < sc) {
       pc_scratch_free(G->gscr, G->s);
       G->gscr = NULL;
@@ -433,10 +454,11 @@ extern "C" pose_status pose_gpu_param_set(pose_model *m, size_t i, const float *
 struct layer_acts {
   bf16 *h1, *q, *kv, *att, *x1, *h2, *gu, *a;
   float *rs1, *rs2, *lse;
+  int mlp_full; // h2, gu, a hold every row (training without recompute); else one row chunk, reused chunk by chunk
 };
 
 struct workspace {
-  bf16 **xs;          // layer inputs: training L+1 (xs[L] the final residual); inference one, updated in place
+  bf16 **xs;          // layer inputs: training L+1 (xs[L] the final residual), offload 2 (ping-pong); inference one
   layer_acts *acts;   // training without recompute: one per layer; else one shared
   bf16 *hf;           // final norm output
   float *rsf;
@@ -444,7 +466,11 @@ struct workspace {
   int64_t R;
   float *nll;         // [N]
   int64_t *ids, *pos, *tgt;
-  bf16 *dres, *dh, *dA, *dB; // backward: residual gradient, norm-input gradient, [N,max(Q,I)], [N,max(Q+2KV,2I)]
+  bf16 *dres, *dh, *dA, *dB; // backward: residual gradient, norm-input gradient, [max(N*Q, C*I)], [N*(Q+2KV)]
+  // recompute="offload": pinned host copies of layer inputs 0..L-2, the copy stream and its events
+  bf16 *host;
+  cudaStream_t cs;
+  cudaEvent_t ev_mark, ev_saved[2], ev_loaded[2];
 };
 
 struct bump {
@@ -463,16 +489,35 @@ struct run_ctx {
   pose_kv_cache *kv; // decoding: append k|v to the cache, attend to it, logits of each row's last token
   const pose_gpu_bwd_hook *hook; // training with the fused update: the optimizer's per-layer callbacks
   int64_t head_rows;             // 0, or a smaller LM-head chunk (tests)
+  int offl;          // recompute="offload" (implies rec)
+  int64_t C;         // MLP row chunk (C >= N: one chunk)
 };
+
+// Rows per MLP chunk: the chunk's h2 [C,D], gate|up [C,2I], act [C,I] and act gradient [C,I] (bf16) fit in
+// MLP_CHUNK_BYTES; a multiple of 256 rows (so that every chunk's buffers keep the 256-byte alignment of a whole
+// buffer, and with it cuBLASLt's choice of kernel), N when that is fewer. It depends on the model and N only, never
+// on the recompute policy: the policies then run the same products on the same rows and stay bit-identical.
+static int64_t mlp_chunk_rows(const pose_model *m, int64_t N) {
+  int64_t C = m->gpu->chunk_rows;
+  if (C <= 0) {
+    const int64_t row = 2 * (m->cfg.hidden + 4 * m->cfg.inter);
+    C = (int64_t)(MLP_CHUNK_BYTES / (size_t)row) / 256 * 256;
+    if (C < 256) C = 256;
+  }
+  return C < N ? C : (N > 0 ? N : 1);
+}
 
 static void ws_layout(const pose_model *m, const run_ctx &rc, workspace *w, bump *b) {
   const pose_model_cfg *c = &m->cfg;
   const size_t D = (size_t)c->hidden, I = (size_t)c->inter, Q = (size_t)m->qdim, KV = (size_t)m->kvdim,
-               V = (size_t)c->vocab, n = (size_t)rc.N;
-  const int64_t nx = rc.train ? c->layers + 1 : 1, nsets = rc.train && !rc.rec ? c->layers : 1;
+               V = (size_t)c->vocab, n = (size_t)rc.N, C = (size_t)rc.C;
+  const int64_t nx = !rc.train ? 1 : rc.offl ? 2 : c->layers + 1, nsets = rc.train && !rc.rec ? c->layers : 1;
+  const int full = rc.train && !rc.rec;
+  const size_t mrows = full ? n : C; // rows of h2, gu, a
   for (int64_t l = 0; l < nx; l++) w->xs[l] = b->take<bf16>(n * D);
   for (int64_t l = 0; l < nsets; l++) {
     layer_acts *A = &w->acts[l];
+    A->mlp_full = full;
     A->h1 = b->take<bf16>(n * D);
     A->rs1 = b->take<float>(n);
     A->q = b->take<bf16>(n * Q);
@@ -480,10 +525,10 @@ static void ws_layout(const pose_model *m, const run_ctx &rc, workspace *w, bump
     A->att = b->take<bf16>(n * Q);
     A->lse = b->take<float>((size_t)(rc.B * c->heads * rc.T));
     A->x1 = rc.train ? b->take<bf16>(n * D) : NULL;
-    A->h2 = b->take<bf16>(n * D);
     A->rs2 = b->take<float>(n);
-    A->gu = b->take<bf16>(n * 2 * I);
-    A->a = b->take<bf16>(n * I);
+    A->h2 = b->take<bf16>(mrows * D);
+    A->gu = b->take<bf16>(mrows * 2 * I);
+    A->a = b->take<bf16>(mrows * I);
   }
   w->hf = b->take<bf16>(n * D);
   w->rsf = b->take<float>(n);
@@ -499,11 +544,11 @@ static void ws_layout(const pose_model *m, const run_ctx &rc, workspace *w, bump
   w->pos = b->take<int64_t>(n);
   w->tgt = b->take<int64_t>(n);
   if (rc.train) {
-    size_t a = Q > I ? Q : I, bb = Q + 2 * KV > 2 * I ? Q + 2 * KV : 2 * I;
+    size_t a = n * Q > C * I ? n * Q : C * I;
     w->dres = b->take<bf16>(n * D);
     w->dh = b->take<bf16>(n * D);
-    w->dA = b->take<bf16>(n * a);
-    w->dB = b->take<bf16>(n * bb);
+    w->dA = b->take<bf16>(a);
+    w->dB = b->take<bf16>(n * (Q + 2 * KV));
   }
 }
 
@@ -539,9 +584,18 @@ static pose_status dw_beta(pose_model *m, int a, int b, float *beta) {
 
 // Every gradient of `group` (a layer, or cfg.layers for the others) not written by this backward: cleared, so that
 // what the optimizer reads is the zero gradient it stands for.
+// Small gradients summed in fp32 scratch for bf16 slots are converted into their slots here.
 static pose_status grads_settle(pose_model *m, int group) {
-  for (size_t i = 0; i < m->n_params; i++)
-    if (m->gpu->group[i] == group || group < 0) POSE_TRY(grad_clear(m, (int)i));
+  pose_gpu_model *G = m->gpu;
+  for (size_t i = 0; i < m->n_params; i++) {
+    if (G->group[i] != group && group >= 0) continue;
+    if (G->scr_pending && G->scr_pending[i]) {
+      POSE_TRY(pose_cuda_convert(m->params[i].g, POSE_BF16, G->gscr + G->scr_off[i], POSE_F32, m->params[i].numel,
+                                 G->s));
+      G->scr_pending[i] = 0;
+    }
+    POSE_TRY(grad_clear(m, (int)i));
+  }
   return POSE_OK;
 }
 
@@ -556,34 +610,49 @@ static pose_status lin_dw_lazy(pose_model *m, int wi, int wj, const bf16 *dy, in
               in, beta, NULL);
 }
 
-// A small fp32 gradient (norm weight, bias or an adjacent bias pair of n elements) bound for a bf16 slot: computed
-// into the zeroed scratch, then converted. Returns where the kernel should add (the parameter itself, or the scratch).
-static pose_status small_grad_begin(pose_model *m, int i, int64_t n, float **dst) {
+// Where an adding kernel should put small parameter i's gradient: the parameter itself (fp32), or, bound for a bf16
+// slot, its fp32 scratch region (cleared by its first writer of the backward; converted by grads_settle).
+static pose_status small_grad_dst(pose_model *m, int i, float **dst) {
   pose_gpu_model *G = m->gpu;
   *dst = G32(m, i);
   if (i < 0 || !m->params[i].g_bf16) return POSE_OK;
-  if ((size_t)n > G->gscr_n) return pose_error(POSE_EINVAL, "model: gradient scratch too small (%lld)", (long long)n);
-  PC_CU(cudaMemsetAsync(G->gscr, 0, sizeof(float) * (size_t)n, G->s), "memset");
-  *dst = G->gscr;
+  if (!G->gscr || G->scr_off[i] + (size_t)m->params[i].numel > G->gscr_n)
+    return pose_error(POSE_EINVAL, "model: no gradient scratch for '%s'", m->params[i].name);
+  *dst = G->gscr + G->scr_off[i];
+  if (G->gz[i]) {
+    PC_CU(cudaMemsetAsync(*dst, 0, sizeof(float) * (size_t)m->params[i].numel, G->s), "memset");
+    G->gz[i] = 0;
+  }
+  G->scr_pending[i] = 1;
   return POSE_OK;
-}
-static pose_status small_grad_end(pose_model *m, int i, int64_t n) {
-  if (i < 0 || !m->params[i].g_bf16) return POSE_OK;
-  return pose_cuda_convert(m->params[i].g, POSE_BF16, m->gpu->gscr, POSE_F32, n, m->gpu->s);
 }
 static pose_status bias_grad_lazy(pose_model *m, int bi, int bj, const bf16 *dy, int64_t ld, int64_t N, int64_t C) {
   if (bi < 0) return POSE_OK;
-  if (m->params[bi].g_bf16) { // bf16 slots: every backward writes each slot gradient once (no accumulation)
-    float *db = NULL;
-    POSE_TRY(small_grad_begin(m, bi, C, &db));
-    POSE_TRY(pose_cuda_colsum_add(dy, POSE_BF16, N, C, ld, db, m->gpu->s));
-    m->gpu->gz[bi] = 0;
-    if (bj >= 0) m->gpu->gz[bj] = 0;
-    return small_grad_end(m, bi, C);
+  if (m->params[bi].g_bf16) { // bf16 slots: summed in fp32 scratch (the pair's regions are adjacent)
+    float *db = NULL, *dj = NULL;
+    POSE_TRY(small_grad_dst(m, bi, &db));
+    POSE_TRY(small_grad_dst(m, bj, &dj));
+    if (dj && dj != db + m->params[bi].numel)
+      return pose_error(POSE_EINVAL, "model: bias pair '%s' not adjacent in the gradient scratch", m->params[bi].name);
+    return pose_cuda_colsum_add(dy, POSE_BF16, N, C, ld, db, m->gpu->s);
   }
   POSE_TRY(grad_clear(m, bi));
   POSE_TRY(grad_clear(m, bj));
   return pose_cuda_colsum_add(dy, POSE_BF16, N, C, ld, m->params[bi].g, m->gpu->s);
+}
+
+// Largest temporary a kernel of the run allocates on top of the workspace (stream-ordered scratch): the attention
+// backward's Dsum, the norm backward's per-block partials, the embedding backward's sort.
+static size_t run_scratch_bytes(const pose_model *m, const run_ctx &rc) {
+  const size_t n = (size_t)rc.N, D = (size_t)m->cfg.hidden;
+  int sms = pose_cuda_sm_count();
+  size_t dsum = sizeof(float) * (size_t)(rc.B * m->cfg.heads * rc.T);
+  size_t parts = (size_t)(sms > 0 ? sms : 132) * 4 * D * sizeof(float) * 2;
+  size_t sort = 3 * ((n * 8 + 255) & ~(size_t)255) + 2 * n * 8 + ((size_t)1 << 20); // CUB's temporary: an estimate
+  size_t r = parts;
+  if (rc.train && dsum > r) r = dsum;
+  if (rc.train && sort > r) r = sort;
+  return r;
 }
 
 // ---- blocks ------------------------------------------------------------------------------------------------------
@@ -596,13 +665,11 @@ static pose_status rms_fwd(pose_model *m, int w_idx, const bf16 *x, int64_t N, b
 // dx (+)= the gradient at the norm's input; the norm weight's gradient is added to its fp32 slot
 static pose_status rms_bwd(pose_model *m, int w_idx, const bf16 *x, const float *rs, const bf16 *dy, int64_t N,
                            bf16 *dx, int acc) {
-  if (w_idx >= 0 && m->params[w_idx].g_bf16) { // bf16 slots (written once per backward)
+  if (w_idx >= 0 && m->params[w_idx].g_bf16) { // bf16 slots: summed in fp32 scratch, converted by grads_settle
     float *dw = NULL;
-    POSE_TRY(small_grad_begin(m, w_idx, m->cfg.hidden, &dw));
-    POSE_TRY(pose_cuda_norm_bwd(1, x, POSE_BF16, NW(m, w_idx), NWDT(m), NULL, rs, dy, N, m->cfg.hidden, dx, acc, dw,
-                                NULL, m->gpu->s));
-    m->gpu->gz[w_idx] = 0;
-    return small_grad_end(m, w_idx, m->cfg.hidden);
+    POSE_TRY(small_grad_dst(m, w_idx, &dw));
+    return pose_cuda_norm_bwd(1, x, POSE_BF16, NW(m, w_idx), NWDT(m), NULL, rs, dy, N, m->cfg.hidden, dx, acc, dw,
+                              NULL, m->gpu->s);
   }
   POSE_TRY(grad_clear(m, w_idx));
   return pose_cuda_norm_bwd(1, x, POSE_BF16, NW(m, w_idx), NWDT(m), NULL, rs, dy, N, m->cfg.hidden, dx, acc,
@@ -625,14 +692,14 @@ static pose_status rope(pose_model *m, bf16 *x, int64_t N, int64_t stride, int64
 
 static pose_cuda_act act_kind(const pose_model *m) { return (pose_cuda_act)m->cfg.act; }
 
-// x -> y through layer l (x1: where x + attention goes; == x in inference, in place). y NULL: stop after the MLP's
-// activation (a recomputation for the backward needs nothing after it).
-static pose_status layer_fwd(pose_model *m, int64_t l, layer_acts *A, const bf16 *x, bf16 *x1, bf16 *y,
-                             const workspace *w, const run_ctx &rc) {
+// Attention half of layer l: x1 = x + attention(rmsnorm(x)) Wo^T (x1 == x: in place, inference). Needs the whole
+// sequence at once.
+static pose_status attn_half_fwd(pose_model *m, int64_t l, layer_acts *A, const bf16 *x, bf16 *x1,
+                                 const workspace *w, const run_ctx &rc) {
   pose_gpu_model *G = m->gpu;
   const pose_model_cfg *c = &m->cfg;
   const pose_layer_idx *L = &m->layer[l];
-  const int64_t N = rc.N, D = c->hidden, I = c->inter, Q = m->qdim, KV = m->kvdim;
+  const int64_t N = rc.N, D = c->hidden, Q = m->qdim, KV = m->kvdim;
   POSE_TRY(rms_fwd(m, L->ln1_w, x, N, A->h1, A->rs1));
   POSE_TRY(lin_fwd(G, A->h1, N, D, WC(m, L->q_w), Q, WC(m, L->q_b), A->q, 0.0f));
   POSE_TRY(lin_fwd(G, A->h1, N, D, WC(m, L->k_w), 2 * KV, WC(m, L->k_b), A->kv, 0.0f));
@@ -656,32 +723,79 @@ static pose_status layer_fwd(pose_model *m, int64_t l, layer_acts *A, const bf16
   POSE_TRY(G->ref_attn ? pose_cuda_attn_ref_fwd(&d, q, k, v, (uint16_t *)A->att, A->lse, G->s)
                        : pose_cuda_attn_fwd(&d, q, k, v, (uint16_t *)A->att, A->lse, G->s));
   if (x1 != x) PC_CU(cudaMemcpyAsync(x1, x, sizeof(bf16) * (size_t)(N * D), cudaMemcpyDeviceToDevice, G->s), "copy");
-  POSE_TRY(lin_fwd(G, A->att, N, Q, WC(m, L->o_w), D, WC(m, L->o_b), x1, 1.0f));
-  POSE_TRY(rms_fwd(m, L->ln2_w, x1, N, A->h2, A->rs2));
-  POSE_TRY(lin_fwd(G, A->h2, N, D, WC(m, L->mg_w), 2 * I, WC(m, L->mg_b), A->gu, 0.0f));
-  POSE_TRY(pose_cuda_act_fwd(act_kind(m), A->gu, A->gu + I, 2 * I, POSE_BF16, N, I, A->a, G->s));
-  if (!y) return POSE_OK;
-  if (y != x1) PC_CU(cudaMemcpyAsync(y, x1, sizeof(bf16) * (size_t)(N * D), cudaMemcpyDeviceToDevice, G->s), "copy");
-  return lin_fwd(G, A->a, N, I, WC(m, L->md_w), D, WC(m, L->md_b), y, 1.0f);
+  return lin_fwd(G, A->att, N, Q, WC(m, L->o_w), D, WC(m, L->o_b), x1, 1.0f);
 }
 
-// w->dres: gradient at the layer's output on entry, at its input x on return
-static pose_status layer_bwd(pose_model *m, int64_t l, const layer_acts *A, const bf16 *x, const workspace *w,
+// The MLP is per token: it runs over row chunks of rc.C rows, so that gate|up [N,2I] never exists at length.
+// Chunk r0's h2, gate|up and activation rows: views into the full buffers (training without recompute keeps them
+// for the backward) or the one chunk-sized set.
+static void mlp_bufs(const pose_model *m, const layer_acts *A, int64_t r0, bf16 **h2, bf16 **gu, bf16 **a) {
+  const int64_t D = m->cfg.hidden, I = m->cfg.inter, r = A->mlp_full ? r0 : 0;
+  *h2 = A->h2 + r * D;
+  *gu = A->gu + r * 2 * I;
+  *a = A->a + r * I;
+}
+
+// rows [r0, r0 + rr) of x1 -> h2 = rmsnorm(x1), gu = h2 [Wg;Wu]^T, a = act(g) * u
+static pose_status mlp_rows_fwd(pose_model *m, int64_t l, layer_acts *A, const bf16 *x1, int64_t r0, int64_t rr) {
+  pose_gpu_model *G = m->gpu;
+  const pose_layer_idx *L = &m->layer[l];
+  const int64_t D = m->cfg.hidden, I = m->cfg.inter;
+  bf16 *h2, *gu, *a;
+  mlp_bufs(m, A, r0, &h2, &gu, &a);
+  POSE_TRY(rms_fwd(m, L->ln2_w, x1 + r0 * D, rr, h2, A->rs2 + r0));
+  POSE_TRY(lin_fwd(G, h2, rr, D, WC(m, L->mg_w), 2 * I, WC(m, L->mg_b), gu, 0.0f));
+  return pose_cuda_act_fwd(act_kind(m), gu, gu + I, 2 * I, POSE_BF16, rr, I, a, G->s);
+}
+
+// x -> y through layer l (x1: where x + attention goes; == x in inference, in place). y NULL: stop after the
+// attention half (a recomputation for the backward; layer_bwd recomputes the MLP chunk by chunk).
+static pose_status layer_fwd(pose_model *m, int64_t l, layer_acts *A, const bf16 *x, bf16 *x1, bf16 *y,
+                             const workspace *w, const run_ctx &rc) {
+  pose_gpu_model *G = m->gpu;
+  const pose_layer_idx *L = &m->layer[l];
+  const int64_t N = rc.N, D = m->cfg.hidden, I = m->cfg.inter;
+  POSE_TRY(attn_half_fwd(m, l, A, x, x1, w, rc));
+  if (!y) return POSE_OK;
+  for (int64_t r0 = 0; r0 < N; r0 += rc.C) {
+    const int64_t rr = N - r0 < rc.C ? N - r0 : rc.C;
+    bf16 *h2, *gu, *a;
+    mlp_bufs(m, A, r0, &h2, &gu, &a);
+    // in place (y == x1) each chunk's rows are read by the norm before the down projection writes them
+    POSE_TRY(mlp_rows_fwd(m, l, A, x1, r0, rr));
+    if (y != x1)
+      PC_CU(cudaMemcpyAsync(y + r0 * D, x1 + r0 * D, sizeof(bf16) * (size_t)(rr * D), cudaMemcpyDeviceToDevice, G->s),
+            "copy");
+    POSE_TRY(lin_fwd(G, a, rr, I, WC(m, L->md_w), D, WC(m, L->md_b), y + r0 * D, 1.0f));
+  }
+  return POSE_OK;
+}
+
+// w->dres: gradient at the layer's output on entry, at its input x on return. The MLP part runs chunk by chunk
+// (recomputing the chunk's h2, gate|up and activation first unless they were kept); its weight gradients
+// accumulate over the chunks (fp32, beta = 1), so with more than one chunk they are summed in another grouping of
+// the tokens than one product over all rows would (same values to fp32 rounding, not the same bits).
+static pose_status layer_bwd(pose_model *m, int64_t l, layer_acts *A, const bf16 *x, const workspace *w,
                              const run_ctx &rc) {
   pose_gpu_model *G = m->gpu;
   const pose_model_cfg *c = &m->cfg;
   const pose_layer_idx *L = &m->layer[l];
   const int64_t N = rc.N, D = c->hidden, I = c->inter, Q = m->qdim, KV = m->kvdim;
-  // MLP: da = dres Wd; dg|du = act'; dh2 = dgu [Wg;Wu]
-  bf16 *da = w->dA, *dgu = w->dB;
-  POSE_TRY(lin_dx(G, w->dres, D, N, D, WC(m, L->md_w), I, da, 0.0f));
-  POSE_TRY(lin_dw_lazy(m, L->md_w, -1, w->dres, D, N, D, A->a, I));
-  POSE_TRY(bias_grad_lazy(m, L->md_b, -1, w->dres, D, N, D));
-  POSE_TRY(pose_cuda_act_bwd(act_kind(m), A->gu, A->gu + I, 2 * I, POSE_BF16, N, I, da, dgu, dgu + I, 2 * I, G->s));
-  POSE_TRY(lin_dx(G, dgu, 2 * I, N, 2 * I, WC(m, L->mg_w), D, w->dh, 0.0f));
-  POSE_TRY(lin_dw_lazy(m, L->mg_w, L->mu_w, dgu, 2 * I, N, 2 * I, A->h2, D));
-  POSE_TRY(bias_grad_lazy(m, L->mg_b, L->mu_b, dgu, 2 * I, N, 2 * I));
-  POSE_TRY(rms_bwd(m, L->ln2_w, A->x1, A->rs2, w->dh, N, w->dres, 1));
+  // MLP, per chunk: da = dres Wd; dg|du = act' (in place over gate|up); dh2 = dgu [Wg;Wu]; dres += norm'(dh2)
+  for (int64_t r0 = 0; r0 < N; r0 += rc.C) {
+    const int64_t rr = N - r0 < rc.C ? N - r0 : rc.C;
+    bf16 *h2, *gu, *a, *da = w->dA, *dres = w->dres + r0 * D, *dh2 = w->dh + r0 * D;
+    mlp_bufs(m, A, r0, &h2, &gu, &a);
+    if (!A->mlp_full) POSE_TRY(mlp_rows_fwd(m, l, A, A->x1, r0, rr));
+    POSE_TRY(lin_dx(G, dres, D, rr, D, WC(m, L->md_w), I, da, 0.0f));
+    POSE_TRY(lin_dw_lazy(m, L->md_w, -1, dres, D, rr, D, a, I));
+    POSE_TRY(bias_grad_lazy(m, L->md_b, -1, dres, D, rr, D));
+    POSE_TRY(pose_cuda_act_bwd(act_kind(m), gu, gu + I, 2 * I, POSE_BF16, rr, I, da, gu, gu + I, 2 * I, G->s));
+    POSE_TRY(lin_dx(G, gu, 2 * I, rr, 2 * I, WC(m, L->mg_w), D, dh2, 0.0f));
+    POSE_TRY(lin_dw_lazy(m, L->mg_w, L->mu_w, gu, 2 * I, rr, 2 * I, h2, D));
+    POSE_TRY(bias_grad_lazy(m, L->mg_b, L->mu_b, gu, 2 * I, rr, 2 * I));
+    POSE_TRY(rms_bwd(m, L->ln2_w, A->x1 + r0 * D, A->rs2 + r0, dh2, rr, dres, 1));
+  }
   // attention: datt = dres Wo; flash backward; inverse rotation; dh1 = dq Wq + dkv [Wk;Wv]
   bf16 *datt = w->dA, *dq = w->dB, *dkv = w->dB + N * Q;
   POSE_TRY(lin_dx(G, w->dres, D, N, D, WC(m, L->o_w), Q, datt, 0.0f));
@@ -708,6 +822,11 @@ static pose_status layer_bwd(pose_model *m, int64_t l, const layer_acts *A, cons
 
 // ---- the run ---------------------------------------------------------------------------------------------------
 
+// Layer l's input during training: its own buffer, or (offload) one of two buffers taken in turn
+static inline bf16 *layer_input(const workspace *w, const run_ctx &rc, int64_t l) {
+  return rc.offl ? w->xs[l & 1] : w->xs[l];
+}
+
 static pose_status run_device(pose_model *m, pose_model_run_args *a, const run_ctx &rc, workspace *w) {
   pose_gpu_model *G = m->gpu;
   const pose_model_cfg *c = &m->cfg;
@@ -722,12 +841,27 @@ static pose_status run_device(pose_model *m, pose_model_run_args *a, const run_c
                         cudaMemcpyHostToDevice, s), "copy inv_freq");
 
   POSE_TRY(pose_cuda_embed_fwd(WC(m, m->embed), POSE_BF16, w->ids, N, D, V, w->xs[0], s));
+  const size_t xbytes = sizeof(bf16) * (size_t)(N * D);
   for (int64_t l = 0; l < Lc; l++) {
     layer_acts *A = &w->acts[rc.train && !rc.rec ? l : 0];
-    if (rc.train) POSE_TRY(layer_fwd(m, l, A, w->xs[l], A->x1, w->xs[l + 1], w, rc));
-    else POSE_TRY(layer_fwd(m, l, A, w->xs[0], w->xs[0], w->xs[0], w, rc));
+    if (!rc.train) {
+      POSE_TRY(layer_fwd(m, l, A, w->xs[0], w->xs[0], w->xs[0], w, rc));
+      continue;
+    }
+    bf16 *x = layer_input(w, rc, l), *y = layer_input(w, rc, l + 1);
+    if (rc.offl) {
+      // y's buffer held x_{l-1}: its copy to the host must be done before the layer overwrites it
+      if (l >= 1) PC_CU(cudaStreamWaitEvent(s, w->ev_saved[(l + 1) & 1], 0), "event wait");
+      if (l + 1 < Lc) { // x_l to the host while the layer runs (x_{L-1} stays on the device for the backward)
+        PC_CU(cudaEventRecord(w->ev_mark, s), "event record");
+        PC_CU(cudaStreamWaitEvent(w->cs, w->ev_mark, 0), "event wait");
+        PC_CU(cudaMemcpyAsync(w->host + (size_t)l * N * D, x, xbytes, cudaMemcpyDeviceToHost, w->cs), "offload copy");
+        PC_CU(cudaEventRecord(w->ev_saved[l & 1], w->cs), "event record");
+      }
+    }
+    POSE_TRY(layer_fwd(m, l, A, x, A->x1, y, w, rc));
   }
-  const bf16 *xL = rc.train ? w->xs[Lc] : w->xs[0];
+  const bf16 *xL = rc.train ? layer_input(w, rc, Lc) : w->xs[0];
   POSE_TRY(rms_fwd(m, m->final_w, xL, N, w->hf, w->rsf));
 
   const bf16 *Wlm = WC(m, m->lm_w);
@@ -775,10 +909,21 @@ static pose_status run_device(pose_model *m, pose_model_run_args *a, const run_c
   POSE_TRY(rms_bwd(m, m->final_w, xL, w->rsf, w->dh, N, w->dres, 0));
   for (int64_t l = Lc - 1; l >= 0; l--) {
     layer_acts *A = &w->acts[rc.rec ? 0 : l];
-    if (rc.rec) POSE_TRY(layer_fwd(m, l, A, w->xs[l], A->x1, NULL, w, rc));
+    bf16 *x = layer_input(w, rc, l);
+    if (rc.offl) {
+      if (l < Lc - 1) PC_CU(cudaStreamWaitEvent(s, w->ev_loaded[l & 1], 0), "event wait");
+      if (l >= 1) { // prefetch x_{l-1} into the other buffer, free since layer l+1's backward (queued before)
+        PC_CU(cudaEventRecord(w->ev_mark, s), "event record");
+        PC_CU(cudaStreamWaitEvent(w->cs, w->ev_mark, 0), "event wait");
+        PC_CU(cudaMemcpyAsync(layer_input(w, rc, l - 1), w->host + (size_t)(l - 1) * N * D, xbytes,
+                              cudaMemcpyHostToDevice, w->cs), "offload prefetch");
+        PC_CU(cudaEventRecord(w->ev_loaded[(l - 1) & 1], w->cs), "event record");
+      }
+    }
+    if (rc.rec) POSE_TRY(layer_fwd(m, l, A, x, A->x1, NULL, w, rc));
     // the slot this layer writes may still be read by the update of layer l + 2 (on the optimizer's stream)
     if (hk) POSE_TRY(hk->slot_wait(hk->ctx, l, (int)(l % 2)));
-    POSE_TRY(layer_bwd(m, l, A, w->xs[l], w, rc));
+    POSE_TRY(layer_bwd(m, l, A, x, w, rc));
     POSE_TRY(grads_settle(m, (int)l));
     // layer l's gradients are complete in stream order and nothing after this point reads its weights (the
     // layers below and the embedding backward do not; the next step's forward waits for the update)
@@ -791,6 +936,96 @@ static pose_status run_device(pose_model *m, pose_model_run_args *a, const run_c
   return POSE_OK;
 }
 
+static void run_ctx_init(const pose_model *m, int64_t B, int64_t T, int train, pose_recompute r, run_ctx *rc) {
+  memset(rc, 0, sizeof *rc);
+  rc->B = B;
+  rc->T = T;
+  rc->N = B * T;
+  rc->train = train;
+  rc->rec = train && r != POSE_RECOMPUTE_NONE;
+  rc->offl = train && r == POSE_RECOMPUTE_OFFLOAD;
+  rc->C = mlp_chunk_rows(m, rc->N);
+}
+
+// Pinned host memory for layer inputs 0..L-2 (the last one stays on the device), kept by the model between calls.
+static pose_status offload_host(pose_model *m, size_t bytes) {
+  pose_gpu_model *G = m->gpu;
+  if (!G->cs) PC_CU(cudaStreamCreateWithFlags(&G->cs, cudaStreamNonBlocking), "stream creation");
+  if (G->host_bytes >= bytes) return POSE_OK;
+  if (G->host_ckpt) {
+    PC_CU(cudaStreamSynchronize(G->s), "model");
+    cudaFreeHost(G->host_ckpt);
+    G->host_ckpt = NULL;
+    G->host_bytes = 0;
+  }
+  if (!bytes) return POSE_OK;
+  cudaError_t e = cudaHostAlloc(&G->host_ckpt, bytes, cudaHostAllocDefault);
+  if (e != cudaSuccess) {
+    cudaGetLastError();
+    G->host_ckpt = NULL;
+    return pose_error(POSE_ENOMEM, "model: recompute=offload needs %.2f GB of pinned host memory for the layer "
+                      "inputs: %s", bytes / 1e9, cudaGetErrorString(e));
+  }
+  G->host_bytes = bytes;
+  return POSE_OK;
+}
+
+static size_t offload_bytes(const pose_model *m, const run_ctx &rc) {
+  if (!rc.offl || m->cfg.layers < 2) return 0;
+  return sizeof(bf16) * (size_t)(rc.N * m->cfg.hidden) * (size_t)(m->cfg.layers - 1);
+}
+
+extern "C" pose_status pose_gpu_model_reserve_offload(pose_model *m, int64_t B, int64_t T) {
+  PC_REQUIRE(B > 0 && T > 0, "model: bad shape B=%lld T=%lld", (long long)B, (long long)T);
+  PC_CU(cudaSetDevice(m->gpu->dev), "cudaSetDevice");
+  run_ctx rc;
+  run_ctx_init(m, B, T, 1, POSE_RECOMPUTE_OFFLOAD, &rc);
+  return offload_host(m, offload_bytes(m, rc));
+}
+
+extern "C" pose_status pose_gpu_model_set_chunk_rows(pose_model *m, int64_t rows) {
+  if (rows < 0) return pose_error(POSE_EINVAL, "model: MLP chunk rows %lld < 0", (long long)rows);
+  m->gpu->chunk_rows = rows;
+  return POSE_OK;
+}
+
+extern "C" pose_status pose_gpu_model_plan(const pose_model *m, int64_t B, int64_t T, int train, pose_recompute r,
+                                           pose_memory_plan *p) {
+  const pose_gpu_model *G = m->gpu;
+  PC_REQUIRE(B > 0 && T > 0, "memory plan: bad shape B=%lld T=%lld", (long long)B, (long long)T);
+  PC_REQUIRE(r == POSE_RECOMPUTE_NONE || r == POSE_RECOMPUTE_LAYER || r == POSE_RECOMPUTE_OFFLOAD,
+             "memory plan: unknown recompute policy %d", (int)r);
+  memset(p, 0, sizeof *p);
+  run_ctx rc;
+  run_ctx_init(m, B, T, train != 0, r, &rc);
+  workspace w;
+  memset(&w, 0, sizeof w);
+  const int64_t nx = !rc.train ? 1 : rc.offl ? 2 : m->cfg.layers + 1, nsets = rc.train && !rc.rec ? m->cfg.layers : 1;
+  w.xs = (bf16 **)calloc((size_t)nx, sizeof *w.xs);
+  w.acts = (layer_acts *)calloc((size_t)nsets, sizeof *w.acts);
+  if (!w.xs || !w.acts) {
+    free(w.xs);
+    free(w.acts);
+    return pose_error(POSE_ENOMEM, "model: out of memory");
+  }
+  bump b = {NULL, 0};
+  ws_layout(m, rc, &w, &b);
+  free(w.xs);
+  free(w.acts);
+  const size_t n = G->numel;
+  p->chunk_rows = rc.C;
+  p->weights = n * sizeof(bf16) + (G->bf16 ? 0 : n * sizeof(float));
+  // the gradient arena, or the fused update's slots when a fused trainer put the model in that mode
+  const size_t slot_n = (G->bf16 && !G->no_bf16_slots ? G->span : 2 * G->span) + (G->numel - G->rest_lo);
+  p->grads = train ? (G->slots ? slot_n : n) * sizeof(float) : 0;
+  p->optimizer = train ? n * (G->bf16 ? 2 * sizeof(bf16) : 2 * sizeof(float)) : 0;
+  p->activations = b.off;
+  p->temporary = run_scratch_bytes(m, rc);
+  p->total = p->weights + p->grads + p->optimizer + p->activations + p->temporary;
+  p->host_pinned = offload_bytes(m, rc);
+  return POSE_OK;
+}
+
 extern "C" pose_status pose_gpu_model_run(pose_model *m, pose_model_run_args *a) {
   if (pc_fam_generic(m)) { // gptj, gpt_neox, baichuan: cuda/model_gpu_families.cu
     if (a->hook) return pose_error(POSE_EUNSUPPORTED, "model: per-layer optimizer callbacks need the LLaMA family");
@@ -799,20 +1034,26 @@ extern "C" pose_status pose_gpu_model_run(pose_model *m, pose_model_run_args *a)
   pose_gpu_model *G = m->gpu;
   const pose_model_cfg *c = &m->cfg;
   PC_CU(cudaSetDevice(G->dev), "cudaSetDevice");
-  run_ctx rc = {a->B, a->T, a->B * a->T, a->backward, 0, a->logits != NULL, a->kv, a->hook, G->head_rows};
+  run_ctx rc;
+  run_ctx_init(m, a->B, a->T, a->backward, m->recompute, &rc);
+  rc.logits32 = a->logits != NULL;
+  rc.kv = a->kv;
+  rc.hook = a->hook;
+  rc.head_rows = G->head_rows;
   if (rc.hook && !rc.train) return pose_error(POSE_EINVAL, "model: an optimizer hook needs a backward");
   if (rc.kv && (rc.train || !a->logits || !rc.kv->dev_kv))
     return pose_error(POSE_EINVAL, "decode: a cuda decode step needs a device cache and a logits output");
-  rc.rec = rc.train && m->recompute == POSE_RECOMPUTE_LAYER;
   if ((a->nll || rc.train) && !a->tgt) return pose_error(POSE_EINVAL, "model: targets are required");
   if (rc.train) {
     POSE_TRY(pose_gpu_model_ensure_grads(m));
     // slots hold one backward's gradients: every call starts from zero (no accumulation across calls)
     if (G->slots) memset(G->gz, 1, m->n_params);
+    if (G->scr_pending) memset(G->scr_pending, 0, m->n_params); // (a failed earlier run may have left some)
   }
+  if (rc.offl) POSE_TRY(offload_host(m, offload_bytes(m, rc)));
   workspace w;
   memset(&w, 0, sizeof w);
-  const int64_t nx = rc.train ? c->layers + 1 : 1, nsets = rc.train && !rc.rec ? c->layers : 1;
+  const int64_t nx = !rc.train ? 1 : rc.offl ? 2 : c->layers + 1, nsets = rc.train && !rc.rec ? c->layers : 1;
   w.xs = (bf16 **)calloc((size_t)nx, sizeof *w.xs);
   w.acts = (layer_acts *)calloc((size_t)nsets, sizeof *w.acts);
   float *nll_host = NULL;
@@ -829,12 +1070,31 @@ extern "C" pose_status pose_gpu_model_run(pose_model *m, pose_model_run_args *a)
     free(w.xs);
     free(w.acts);
     return pose_error_prefix(st, "model: activations for %lld tokens (%.2f GB, recompute %s): ", (long long)rc.N,
-                             b.off / 1e9, m->recompute == POSE_RECOMPUTE_LAYER ? "layer" : "none");
+                             b.off / 1e9, rc.train ? pose_recompute_name(m->recompute) : "-");
   }
   b.base = (char *)mem;
   b.off = 0;
   ws_layout(m, rc, &w, &b);
-  st = run_device(m, a, rc, &w);
+  int nev = 0;
+  if (rc.offl) {
+    w.host = (bf16 *)G->host_ckpt;
+    w.cs = G->cs;
+    cudaEvent_t *evs[5] = {&w.ev_mark, &w.ev_saved[0], &w.ev_saved[1], &w.ev_loaded[0], &w.ev_loaded[1]};
+    for (; nev < 5 && st == POSE_OK; nev++) {
+      cudaError_t e = cudaEventCreateWithFlags(evs[nev], cudaEventDisableTiming);
+      if (e != cudaSuccess) st = pose_cuda_fail(e, "event creation");
+    }
+    if (st != POSE_OK) nev--;
+  }
+  if (st == POSE_OK) st = run_device(m, a, rc, &w);
+  if (rc.offl) { // whatever happened, nothing may stay queued on the copy stream past this call
+    cudaError_t e = nev == 5 ? cudaEventRecord(w.ev_mark, w.cs) : cudaSuccess;
+    if (e == cudaSuccess && nev == 5) e = cudaStreamWaitEvent(G->s, w.ev_mark, 0);
+    if (e != cudaSuccess) e = cudaStreamSynchronize(w.cs);
+    if (e != cudaSuccess && st == POSE_OK) st = pose_cuda_fail(e, "offload copies");
+    cudaEvent_t evs[5] = {w.ev_mark, w.ev_saved[0], w.ev_saved[1], w.ev_loaded[0], w.ev_loaded[1]};
+    for (int i = 0; i < nev; i++) cudaEventDestroy(evs[i]); // destruction waits for nothing (the work is ordered)
+  }
   // per-row NLL to the host (this waits for the whole run); sum and count over the scored rows in row order
   if (st == POSE_OK && (a->nll || rc.train)) {
     nll_host = a->nll ? a->nll : (float *)malloc(sizeof(float) * (size_t)rc.N);

@@ -11,6 +11,7 @@ extern "C" {
 }
 
 #define HEAD_BYTES ((size_t)256 << 20)       // logits chunk of the LM head
+#define MLP_CHUNK_BYTES ((size_t)1 << 30)    // MLP row chunk: h2, gate|up, act and its gradient of C rows
 
 // ---- the model's device state --------------------------------------------------------------------------------------
 
@@ -45,8 +46,17 @@ struct pose_gpu_model {
   // other parameters stays fp32 (LM-head chunks and the embedding accumulate into it). no_bf16_slots: fp32 slots
   // anyway (tests: the fused update then reproduces the unfused step bit for bit).
   int slot_bf16, no_bf16_slots;
-  float *gscr;      // fp32 scratch for the norm / bias gradients that bf16 slots receive through a conversion
+  // The small gradients of a layer bound for bf16 slots (norm weights, biases: written by kernels that only add, and
+  // accumulated over the MLP's row chunks) are summed in fp32 scratch (one region per parameter, scr_off; adjacent
+  // pairs adjacent) and converted once when the layer's backward is done (scr_pending).
+  float *gscr;
   size_t gscr_n;
+  size_t *scr_off;
+  unsigned char *scr_pending;
+  int64_t chunk_rows;  // MLP row chunk (pose_gpu_model_set_chunk_rows; 0: automatic, MLP_CHUNK_BYTES)
+  cudaStream_t cs;     // recompute="offload": copy stream (created on first use)
+  void *host_ckpt;     // recompute="offload": pinned host copies of the layer inputs, kept between calls
+  size_t host_bytes;
 };
 
 static inline const bf16 *WC(pose_model *m, int i) { return i < 0 ? NULL : (const bf16 *)m->params[i].w_bf16; }

@@ -1,8 +1,11 @@
 /* Lua bindings of the model (core/model.h):
  *   pose.load(dir, {device=, dtype=, rope=, recompute=}) -> m   pose.init(config_table, {seed=, device=, recompute=})
  *     device "cpu" (default) or "cuda[:N]"; dtype: the compute type, "f32" on the cpu, "bf16" on cuda (fp32 master
- *     weights); recompute "none" | "layer" (training activations kept, or recomputed per layer; cuda)
- *   m:device() -> "cpu" | "cuda:N"   m:set_recompute("none" | "layer")
+ *     weights); recompute "none" | "layer" | "offload" (training activations kept, recomputed per layer, or
+ *     recomputed with the layer inputs in pinned host memory; cuda)
+ *   m:device() -> "cpu" | "cuda:N"   m:set_recompute("none" | "layer" | "offload")   m:recompute() -> name
+ *   m:memory_plan(B, T, {train=true, recompute=m:recompute()}) -> {weights=, grads=, optimizer=, activations=,
+ *     temporary=, total=, host_pinned=, chunk_rows=} (bytes a call would take on a cuda model's device; cuda only)
  *   precision= (load/init, cuda): "fp32-master" (default) | "bf16" (pure-bf16 weights and AdamW moments with
  *     stochastic rounding, fp32 gradients; 10 bytes per parameter instead of 18)   m:precision() -> that name
  *   m.config                                   config.json's keys plus the resolved `rope` table
@@ -354,6 +357,42 @@ static int m_set_recompute(lua_State *L) {
   return 0;
 }
 
+static int m_recompute(lua_State *L) {
+  lua_pushstring(L, pose_recompute_name(pose_model_get_recompute(pose_lua_check_model(L, 1))));
+  return 1;
+}
+
+static int m_memory_plan(lua_State *L) {
+  pose_model *m = pose_lua_check_model(L, 1);
+  lua_Integer B = luaL_checkinteger(L, 2), T = luaL_checkinteger(L, 3);
+  int opts = lua_isnoneornil(L, 4) ? 0 : 4;
+  if (opts) {
+    luaL_checktype(L, 4, LUA_TTABLE);
+    static const char *const keys[] = {"train", "recompute", NULL};
+    pose_lua_check_keys(L, 4, "m:memory_plan", keys);
+  }
+  int train = opts ? pose_lua_opt_bool(L, opts, "train", 1) : 1;
+  pose_recompute r = pose_model_get_recompute(m);
+  if (opts) {
+    const char *s = pose_lua_opt_str(L, opts, "recompute", pose_recompute_name(r));
+    if (pose_recompute_parse(s, &r) != POSE_OK) pose_lua_errorf(L, "m:memory_plan: %s", pose_error_message());
+  }
+  pose_memory_plan p;
+  if (pose_model_memory_plan(m, (int64_t)B, (int64_t)T, train, r, &p) != POSE_OK)
+    pose_lua_errorf(L, "m:memory_plan: %s", pose_error_message());
+  lua_createtable(L, 0, 8);
+  const struct { const char *k; size_t v; } f[] = {
+      {"weights", p.weights},         {"grads", p.grads}, {"optimizer", p.optimizer}, {"activations", p.activations},
+      {"temporary", p.temporary},     {"total", p.total}, {"host_pinned", p.host_pinned}};
+  for (size_t i = 0; i < sizeof f / sizeof f[0]; i++) {
+    lua_pushinteger(L, (lua_Integer)f[i].v);
+    lua_setfield(L, -2, f[i].k);
+  }
+  lua_pushinteger(L, (lua_Integer)p.chunk_rows);
+  lua_setfield(L, -2, "chunk_rows");
+  return 1;
+}
+
 static int m_gc(lua_State *L) {
   lmodel *u = luaL_checkudata(L, 1, POSE_MODEL_MT);
   pose_model_free(u->m);
@@ -393,6 +432,7 @@ void pose_lua_open_model(lua_State *L) {
                                      {"generate", m_generate},   {"save", m_save},         {"set_rope", m_set_rope},
                                      {"num_params", m_num_params}, {"params", m_params},   {"param", m_param},
                                      {"device", m_device},       {"set_recompute", m_set_recompute},
+                                     {"recompute", m_recompute}, {"memory_plan", m_memory_plan},
                                      {"precision", m_precision},
                                      {NULL, NULL}};
   luaL_newmetatable(L, POSE_MODEL_MT);

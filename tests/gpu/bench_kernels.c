@@ -158,12 +158,23 @@ static void attn_case(int64_t B, int64_t T, int64_t Hq, int64_t Hkv, int64_t D, 
   }
   bench("attn_fwd", shape, f, 0, run_attn_fwd, &a, reps);
   if (all_cfgs) {
+    setenv("POSE_ATTN_BWD", "mma", 1); /* AREG is an option of the mma.sync backward */
     setenv("POSE_ATTN_BWD_AREG", "0", 1);
     bench("attn_bwd[smemA]", shape, 2.5 * f, 0, run_attn_bwd, &a, reps);
     setenv("POSE_ATTN_BWD_AREG", "1", 1);
     bench("attn_bwd[regA]", shape, 2.5 * f, 0, run_attn_bwd, &a, reps);
     unsetenv("POSE_ATTN_BWD_AREG");
+    unsetenv("POSE_ATTN_BWD");
   }
+  /* the mma.sync backward (the AREG rows above when all_cfgs) and the sm_90a one with 64-key dQ tiles; the default
+   * is the sm_90a one on a H100/H200 */
+  if (!all_cfgs) {
+    setenv("POSE_ATTN_BWD", "mma", 1);
+    bench("attn_bwd[mma]", shape, 2.5 * f, 0, run_attn_bwd, &a, reps);
+  }
+  setenv("POSE_ATTN_BWD", "wg64", 1);
+  bench("attn_bwd[wg64]", shape, 2.5 * f, 0, run_attn_bwd, &a, reps);
+  unsetenv("POSE_ATTN_BWD");
   bench("attn_bwd", shape, 2.5 * f, 0, run_attn_bwd, &a, reps);
   cudaFree(a.q); cudaFree(a.k); cudaFree(a.v); cudaFree(a.dO); cudaFree(a.o);
   cudaFree(a.dq); cudaFree(a.dk); cudaFree(a.dv); cudaFree(a.lse);

@@ -14,6 +14,10 @@
  * gradients in two layer slots). fwd_bwd_s is then the backward alone writing the slots (no update), so optim_s is
  * the part of the optimizer that the overlap did not hide. grad_gb: the gradient memory (arena or slots).
  * Each training row also prints one line "ROW fwd+bwd / optimizer / step / peak" to stderr.
+ * Every row first prints the memory plan (pose_model_memory_plan: what the run will take, known before it runs) and
+ * records it as plan_gb (device total) and plan_host_gb (pinned host memory of recompute="offload").
+ * The full-length LLaMA-7B rows past 32k (64k, 128k, 256k: bf16 precision whatever --precision says, the recompute
+ * policy that fits -- layer up to 128k, offload at 256k) run only when named with --only: one step takes minutes.
  * Writes one JSON object per row (an "error" field where the row failed, e.g. out of memory) and prints them. */
 #include <cjson/cJSON.h>
 #include <cuda_runtime_api.h>
@@ -45,23 +49,29 @@
 typedef struct {
   const char *name, *cfg;
   int64_t T, B;
-  int recompute, eval;
+  int recompute, eval; /* recompute: a pose_recompute (0 none, 1 layer, 2 offload) */
   int warm, timed;
-  int quick; /* part of --quick */
+  int quick;             /* part of --quick */
+  const char *precision; /* NULL: --precision's */
+  int named_only;        /* runs only when --only names it */
 } row;
 
 static const row ROWS[] = {
-    {"tiny", TINY, 512, 64, 0, 0, 2, 4, 1},
-    {"tinyllama-1.1b", TL11, 2048, 8, 0, 0, 2, 4, 1},
-    {"llama-7b", L7, 2048, 1, 0, 0, 1, 3, 1},
-    {"llama-7b-ckpt", L7, 2048, 1, 1, 0, 1, 3, 0},
-    {"llama-7b-full-4k", L7, 4096, 1, 0, 0, 1, 3, 0},
-    {"llama-7b-full-8k", L7, 8192, 1, 1, 0, 1, 3, 0},
-    {"llama-7b-full-16k", L7, 16384, 1, 1, 0, 1, 2, 0},
-    {"llama-7b-full-32k", L7, 32768, 1, 1, 0, 1, 2, 0},
-    {"eval-tinyllama-1.1b-32k", TL11, 32768, 1, 0, 1, 1, 2, 1},
-    {"eval-tinyllama-1.1b-128k", TL11, 131072, 1, 0, 1, 1, 2, 0},
-    {"eval-llama-7b-32k", L7, 32768, 1, 0, 1, 1, 2, 0},
+    {"tiny", TINY, 512, 64, 0, 0, 2, 4, 1, NULL, 0},
+    {"tinyllama-1.1b", TL11, 2048, 8, 0, 0, 2, 4, 1, NULL, 0},
+    {"llama-7b", L7, 2048, 1, 0, 0, 1, 3, 1, NULL, 0},
+    {"llama-7b-ckpt", L7, 2048, 1, 1, 0, 1, 3, 0, NULL, 0},
+    {"llama-7b-full-4k", L7, 4096, 1, 0, 0, 1, 3, 0, NULL, 0},
+    {"llama-7b-full-8k", L7, 8192, 1, 1, 0, 1, 3, 0, NULL, 0},
+    {"llama-7b-full-16k", L7, 16384, 1, 1, 0, 1, 2, 0, NULL, 0},
+    {"llama-7b-full-32k", L7, 32768, 1, 1, 0, 1, 2, 0, NULL, 0},
+    {"llama-7b-full-64k", L7, 65536, 1, 1, 0, 1, 1, 0, "bf16", 1},
+    {"llama-7b-full-128k", L7, 131072, 1, 1, 0, 1, 1, 0, "bf16", 1},
+    {"llama-7b-full-128k-offload", L7, 131072, 1, 2, 0, 1, 1, 0, "bf16", 1},
+    {"llama-7b-full-256k", L7, 262144, 1, 2, 0, 0, 1, 0, "bf16", 1}, /* ~8 min a step: no warm-up */
+    {"eval-tinyllama-1.1b-32k", TL11, 32768, 1, 0, 1, 1, 2, 1, NULL, 0},
+    {"eval-tinyllama-1.1b-128k", TL11, 131072, 1, 0, 1, 1, 2, 0, NULL, 0},
+    {"eval-llama-7b-32k", L7, 32768, 1, 0, 1, 1, 2, 0, NULL, 0},
 };
 
 static pose_precision g_precision = POSE_PRECISION_FP32_MASTER;
@@ -84,7 +94,8 @@ static cJSON *run_row(const row *r) {
   cJSON_AddStringToObject(o, "kind", r->eval ? "eval" : "train");
   cJSON_AddNumberToObject(o, "seq", (double)r->T);
   cJSON_AddNumberToObject(o, "batch", (double)r->B);
-  cJSON_AddBoolToObject(o, "recompute", r->recompute);
+  cJSON_AddBoolToObject(o, "recompute", r->recompute != 0);
+  cJSON_AddStringToObject(o, "recompute_policy", pose_recompute_name((pose_recompute)r->recompute));
   pose_device dev = {POSE_CUDA, 0};
   size_t used = 0, peak = 0;
   cudaDeviceSynchronize();
@@ -103,14 +114,39 @@ static cJSON *run_row(const row *r) {
   double *t = calloc((size_t)(r->warm + r->timed), sizeof(double));
   float *nll = r->eval ? malloc(sizeof(float) * (size_t)N) : NULL;
   double loss = 0;
-  cJSON_AddStringToObject(o, "precision", pose_precision_name(g_precision));
+  pose_precision prec = g_precision;
+  if (r->precision && pose_precision_parse(r->precision, &prec) != POSE_OK) st = POSE_EINVAL;
+  cJSON_AddStringToObject(o, "precision", pose_precision_name(prec));
   cJSON_AddBoolToObject(o, "fused", g_fused && !r->eval);
-  if (st == POSE_OK && g_precision != POSE_PRECISION_FP32_MASTER) {
-    st = pose_model_set_precision(m, g_precision);
+  if (st == POSE_OK && prec != POSE_PRECISION_FP32_MASTER) {
+    st = pose_model_set_precision(m, prec);
     cudaDeviceSynchronize();
     pose_gpu_memory(0, 1, &used, &peak);
   }
-  if (st == POSE_OK) st = pose_model_set_recompute(m, r->recompute ? POSE_RECOMPUTE_LAYER : POSE_RECOMPUTE_NONE);
+  if (st == POSE_OK) st = pose_model_set_recompute(m, (pose_recompute)r->recompute);
+  if (st == POSE_OK) { /* the plan, before anything of the run is allocated */
+    pose_memory_plan p;
+    st = pose_model_memory_plan(m, r->B, r->T, !r->eval, (pose_recompute)r->recompute, &p);
+    if (st == POSE_OK) {
+      const double G = 1073741824.0;
+      size_t fr = 0, tot = 0;
+      cudaMemGetInfo(&fr, &tot);
+      fprintf(stderr, "  %s plan (B=%lld T=%lld, %s, recompute %s): weights %.2f + grads %.2f + optimizer %.2f + "
+              "activations %.2f + temporary %.2f = %.2f GiB of %.2f GiB on the device (MLP chunks of %lld rows); "
+              "pinned host %.2f GiB\n", r->name, (long long)r->B, (long long)r->T, pose_precision_name(prec),
+              pose_recompute_name((pose_recompute)r->recompute), p.weights / G, p.grads / G, p.optimizer / G,
+              p.activations / G, p.temporary / G, p.total / G, tot / G, (long long)p.chunk_rows, p.host_pinned / G);
+      cJSON_AddNumberToObject(o, "plan_gb", p.total / G);
+      cJSON_AddNumberToObject(o, "plan_activations_gb", p.activations / G);
+      cJSON_AddNumberToObject(o, "plan_host_gb", p.host_pinned / G);
+      cJSON_AddNumberToObject(o, "mlp_chunk_rows", (double)p.chunk_rows);
+      if (p.host_pinned) { /* pin the host copies before the timed steps (seconds for tens of GB) */
+        double t0 = now();
+        st = pose_gpu_model_reserve_offload(m, r->B, r->T);
+        cJSON_AddNumberToObject(o, "pin_s", now() - t0);
+      }
+    }
+  }
   if (st == POSE_OK && !r->eval) {
     pose_trainer_opts opts;
     pose_trainer_defaults(&opts);
@@ -149,7 +185,7 @@ static cJSON *run_row(const row *r) {
         cJSON_AddNumberToObject(o, "fwd_bwd_s", f);
         cJSON_AddNumberToObject(o, "optim_s", s - f);
         fprintf(stderr, "%s (%s%s): fwd+bwd %.4f s / optimizer %.4f s / step %.4f s (%.0f tok/s) / peak %.2f GiB / "
-                "gradients %.2f GiB\n", r->name, pose_precision_name(g_precision), g_fused ? ", fused update" : "", f,
+                "gradients %.2f GiB\n", r->name, pose_precision_name(prec), g_fused ? ", fused update" : "", f,
                 s - f, s, (double)N / s, peak / 1073741824.0, pose_gpu_model_grad_bytes(m) / 1073741824.0);
       }
       st = POSE_OK;
@@ -212,6 +248,7 @@ int main(int argc, char **argv) {
   for (size_t i = 0; i < sizeof ROWS / sizeof ROWS[0]; i++) {
     const row *r = &ROWS[i];
     if (quick && !r->quick) continue;
+    if (r->named_only && !only) continue;
     if (only) {
       char key[96];
       snprintf(key, sizeof key, ",%s,", r->name);

@@ -183,6 +183,10 @@ int main(void) {
       {1, 100, 300, 4, 2, 128, 0, 0},  /* KV-cache offset with more than 64 queries (the sm_90a kernel) */
       {1, 100, 300, 4, 2, 64, 60, 0},  /* ... with a window, D = 64 */
       {1, 700, 700, 2, 1, 64, 0, 0},   /* several 128-query tiles at D = 64 */
+      {1, 129, 129, 4, 2, 128, 0, 0},  /* one row past the sm_90a backward's 128-row blocks */
+      {2, 257, 257, 4, 1, 64, 70, 0},  /* ... with a window crossing 64-row tiles, D = 64 */
+      {1, 257, 257, 2, 2, 128, 100, 1}, /* ... fused strides, window, D = 128 */
+      {1, 65, 321, 4, 2, 128, 0, 0},   /* KV-cache offset, 65 queries, keys past two blocks */
   };
   /* POSE_GPU_QUICK (set under compute-sanitizer, which is slow): the small cases only */
   int quick = getenv("POSE_GPU_QUICK") != NULL;
@@ -198,12 +202,24 @@ int main(void) {
   }
   unsetenv("POSE_ATTN_FWD");
   /* the backward's other operand placement: register-resident A operands at D = 128, shared memory at D = 64 */
+  setenv("POSE_ATTN_BWD", "mma", 1); /* AREG is an option of the mma.sync backward */
   for (int v = 0; v < 2; v++) {
     setenv("POSE_ATTN_BWD_AREG", v ? "1" : "0", 1);
     printf("  backward with A operands %s:\n", v ? "in registers" : "from shared memory");
     for (int i = 0; i < 4; i++) run_case(cases[subset[i]]);
   }
   unsetenv("POSE_ATTN_BWD_AREG");
+  /* the other backward kernels on cases the sm_90a backward takes by default (more than 64 queries; with fewer,
+   * or off Hopper, every run takes the mma.sync kernels) */
+  const int bsub[] = {1, 2, 5, 8, 9, 10, 11, 12, 13, 14};
+  const char *bcfgs[] = {"mma", "wg64"}; /* mma.sync; the sm_90a kernels with 64-key tiles in dQ (default 128) */
+  for (int c = 0; c < 2; c++) {
+    setenv("POSE_ATTN_BWD", bcfgs[c], 1);
+    printf("  backward %s:\n", bcfgs[c]);
+    for (int i = 0; i < 10; i++)
+      if (!quick || cases[bsub[i]].Tq * cases[bsub[i]].Tk <= 40000) run_case(cases[bsub[i]]);
+  }
+  unsetenv("POSE_ATTN_BWD");
 
   pose_cuda_attn_dims d;
   void *p = galloc(1 << 16);
