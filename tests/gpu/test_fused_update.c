@@ -92,6 +92,8 @@ static void test_lazy_zero(const char *label, const char *json) {
   pose_gpu_model_set_lazy_zero(a, 0); /* the old way: memset in zero_grad, every writer adds */
   pose_gpu_model_set_head_rows(a, 24); /* 96 rows -> 4 LM-head chunks */
   pose_gpu_model_set_head_rows(b, 24);
+  CHECK_OK(pose_gpu_model_set_chunk_rows(a, 40)); /* and 3 MLP row chunks: dW, bias and norm gradients add up */
+  CHECK_OK(pose_gpu_model_set_chunk_rows(b, 40));
   const int64_t B = 2, T = 48, N = B * T;
   int64_t *ids = random_ids(2 * N, pose_model_vocab(a), 11), *pos = pose_positions(B, T);
   const int64_t n = pose_model_numel(a);
@@ -145,13 +147,18 @@ static pose_trainer_opts opts_fused(int fused) {
 
 /* Runs S steps unfused on one model and fused on another from the same weights; compares everything. */
 static void test_fused_vs_unfused(const char *label, const char *json, pose_precision prec, pose_recompute rc, int S,
-                                  int f32_slots) {
+                                  int f32_slots, int64_t chunk_rows) {
   const int exact = prec == POSE_PRECISION_FP32_MASTER || f32_slots;
   printf("fused vs unfused update, %s (%s, recompute %s, %s layer gradient slots)\n", label, pose_precision_name(prec),
          rc == POSE_RECOMPUTE_LAYER ? "layer" : "none", exact ? "fp32" : "bf16");
   pose_model *u = new_model(json, 9, prec, rc), *f = new_model(json, 9, prec, rc);
   if (!u || !f) return;
   if (f32_slots) CHECK_OK(pose_gpu_model_set_bf16_slots(f, 0));
+  if (chunk_rows) { /* MLP row chunks: gradients accumulate over them (fp32 or bf16 slots, and the fp32 scratch) */
+    CHECK_OK(pose_gpu_model_set_chunk_rows(u, chunk_rows));
+    CHECK_OK(pose_gpu_model_set_chunk_rows(f, chunk_rows));
+    printf("  (MLP row chunks of %lld rows)\n", (long long)chunk_rows);
+  }
   const int64_t B = 2, T = 64, N = B * T;
   int64_t *ids = random_ids(N, pose_model_vocab(u), 21), *pos = pose_positions(B, T);
   pose_trainer_opts ou = opts_fused(0), of = opts_fused(1);
@@ -432,14 +439,14 @@ int main(void) {
   test_lazy_zero("llama GQA, 6 layers", LLAMA6);
   test_lazy_zero("qwen2: q/k/v biases, tied embeddings", QWEN_TIED);
   test_lazy_zero("llama: MLP and attention biases, head dim 32 (reference attention)", LLAMA_BIAS32);
-  test_fused_vs_unfused("llama GQA, 6 layers", LLAMA6, POSE_PRECISION_FP32_MASTER, POSE_RECOMPUTE_NONE, 5, 0);
-  test_fused_vs_unfused("llama GQA, 6 layers", LLAMA6, POSE_PRECISION_FP32_MASTER, POSE_RECOMPUTE_LAYER, 3, 0);
-  test_fused_vs_unfused("qwen2 tied, biases", QWEN_TIED, POSE_PRECISION_FP32_MASTER, POSE_RECOMPUTE_NONE, 4, 0);
-  test_fused_vs_unfused("llama biases, head dim 32", LLAMA_BIAS32, POSE_PRECISION_FP32_MASTER, POSE_RECOMPUTE_NONE, 3, 0);
-  test_fused_vs_unfused("llama GQA, 6 layers", LLAMA6, POSE_PRECISION_BF16, POSE_RECOMPUTE_NONE, 5, 1);
-  test_fused_vs_unfused("llama GQA, 6 layers", LLAMA6, POSE_PRECISION_BF16, POSE_RECOMPUTE_NONE, 8, 0);
-  test_fused_vs_unfused("qwen2 tied, biases", QWEN_TIED, POSE_PRECISION_BF16, POSE_RECOMPUTE_LAYER, 3, 1);
-  test_fused_vs_unfused("llama biases, head dim 32", LLAMA_BIAS32, POSE_PRECISION_BF16, POSE_RECOMPUTE_NONE, 4, 0);
+  test_fused_vs_unfused("llama GQA, 6 layers", LLAMA6, POSE_PRECISION_FP32_MASTER, POSE_RECOMPUTE_NONE, 5, 0, 0);
+  test_fused_vs_unfused("llama GQA, 6 layers", LLAMA6, POSE_PRECISION_FP32_MASTER, POSE_RECOMPUTE_LAYER, 3, 0, 48);
+  test_fused_vs_unfused("qwen2 tied, biases", QWEN_TIED, POSE_PRECISION_FP32_MASTER, POSE_RECOMPUTE_NONE, 4, 0, 0);
+  test_fused_vs_unfused("llama biases, head dim 32", LLAMA_BIAS32, POSE_PRECISION_FP32_MASTER, POSE_RECOMPUTE_NONE, 3, 0, 48);
+  test_fused_vs_unfused("llama GQA, 6 layers", LLAMA6, POSE_PRECISION_BF16, POSE_RECOMPUTE_NONE, 5, 1, 0);
+  test_fused_vs_unfused("llama GQA, 6 layers", LLAMA6, POSE_PRECISION_BF16, POSE_RECOMPUTE_NONE, 8, 0, 0);
+  test_fused_vs_unfused("qwen2 tied, biases", QWEN_TIED, POSE_PRECISION_BF16, POSE_RECOMPUTE_LAYER, 3, 1, 0);
+  test_fused_vs_unfused("llama biases, head dim 32", LLAMA_BIAS32, POSE_PRECISION_BF16, POSE_RECOMPUTE_NONE, 4, 0, 48);
   test_memory();
   test_reproducible();
   test_guards();
