@@ -400,7 +400,7 @@ pose_status pose_model_grad_get(pose_model *m, size_t i, float *dst) {
 }
 
 pose_status pose_model_set_recompute(pose_model *m, pose_recompute r) {
-  if (r != POSE_RECOMPUTE_NONE && r != POSE_RECOMPUTE_LAYER && r != POSE_RECOMPUTE_OFFLOAD)
+  if (r != POSE_RECOMPUTE_NONE && r != POSE_RECOMPUTE_LAYER && r != POSE_RECOMPUTE_OFFLOAD && r != POSE_RECOMPUTE_SELECTIVE)
     return pose_error(POSE_EINVAL, "model: unknown recompute policy %d", (int)r);
   m->recompute = r;
   return POSE_OK;
@@ -412,7 +412,8 @@ pose_status pose_recompute_parse(const char *s, pose_recompute *out) {
   if (!strcmp(s, "none")) *out = POSE_RECOMPUTE_NONE;
   else if (!strcmp(s, "layer")) *out = POSE_RECOMPUTE_LAYER;
   else if (!strcmp(s, "offload")) *out = POSE_RECOMPUTE_OFFLOAD;
-  else return pose_error(POSE_EINVAL, "unknown recompute policy '%s' (none, layer, offload)", s);
+  else if (!strcmp(s, "selective")) *out = POSE_RECOMPUTE_SELECTIVE;
+  else return pose_error(POSE_EINVAL, "unknown recompute policy '%s' (none, layer, offload, selective)", s);
   return POSE_OK;
 }
 
@@ -421,6 +422,7 @@ const char *pose_recompute_name(pose_recompute r) {
   case POSE_RECOMPUTE_NONE: return "none";
   case POSE_RECOMPUTE_LAYER: return "layer";
   case POSE_RECOMPUTE_OFFLOAD: return "offload";
+  case POSE_RECOMPUTE_SELECTIVE: return "selective";
   }
   return "?";
 }
@@ -429,7 +431,7 @@ pose_status pose_model_memory_plan(pose_model *m, int64_t B, int64_t T, int trai
                                    pose_memory_plan *out) {
   if (!m || !out) return pose_error(POSE_EINVAL, "memory plan: NULL argument");
   if (B <= 0 || T <= 0) return pose_error(POSE_EINVAL, "memory plan: bad shape B=%lld T=%lld", (long long)B, (long long)T);
-  if (r != POSE_RECOMPUTE_NONE && r != POSE_RECOMPUTE_LAYER && r != POSE_RECOMPUTE_OFFLOAD)
+  if (r != POSE_RECOMPUTE_NONE && r != POSE_RECOMPUTE_LAYER && r != POSE_RECOMPUTE_OFFLOAD && r != POSE_RECOMPUTE_SELECTIVE)
     return pose_error(POSE_EINVAL, "memory plan: unknown recompute policy %d", (int)r);
 #ifdef POSE_HAVE_CUDA
   if (m->gpu) return pose_gpu_model_plan(m, B, T, train, r, out);

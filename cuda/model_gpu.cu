@@ -471,6 +471,9 @@ struct workspace {
   bf16 *host;
   cudaStream_t cs;
   cudaEvent_t ev_mark, ev_saved[2], ev_loaded[2];
+  // recompute="selective": each layer's attention output [N,Q] and lse, from the forward to the backward
+  bf16 **att_s;
+  float **lse_s;
 };
 
 struct bump {
@@ -490,6 +493,7 @@ struct run_ctx {
   const pose_gpu_bwd_hook *hook; // training with the fused update: the optimizer's per-layer callbacks
   int64_t head_rows;             // 0, or a smaller LM-head chunk (tests)
   int offl;          // recompute="offload" (implies rec)
+  int keep;          // recompute="selective" (implies rec): attention outputs and lse kept per layer
   int64_t C;         // MLP row chunk (C >= N: one chunk)
 };
 
@@ -515,6 +519,11 @@ static void ws_layout(const pose_model *m, const run_ctx &rc, workspace *w, bump
   const int full = rc.train && !rc.rec;
   const size_t mrows = full ? n : C; // rows of h2, gu, a
   for (int64_t l = 0; l < nx; l++) w->xs[l] = b->take<bf16>(n * D);
+  if (rc.keep)
+    for (int64_t l = 0; l < c->layers; l++) {
+      w->att_s[l] = b->take<bf16>(n * Q);
+      w->lse_s[l] = b->take<float>((size_t)(rc.B * c->heads * rc.T));
+    }
   for (int64_t l = 0; l < nsets; l++) {
     layer_acts *A = &w->acts[l];
     A->mlp_full = full;
@@ -522,8 +531,8 @@ static void ws_layout(const pose_model *m, const run_ctx &rc, workspace *w, bump
     A->rs1 = b->take<float>(n);
     A->q = b->take<bf16>(n * Q);
     A->kv = b->take<bf16>(n * 2 * KV);
-    A->att = b->take<bf16>(n * Q);
-    A->lse = b->take<float>((size_t)(rc.B * c->heads * rc.T));
+    A->att = rc.keep ? NULL : b->take<bf16>(n * Q); // selective: the layer's own, set before each use
+    A->lse = rc.keep ? NULL : b->take<float>((size_t)(rc.B * c->heads * rc.T));
     A->x1 = rc.train ? b->take<bf16>(n * D) : NULL;
     A->rs2 = b->take<float>(n);
     A->h2 = b->take<bf16>(mrows * D);
@@ -694,8 +703,11 @@ static pose_cuda_act act_kind(const pose_model *m) { return (pose_cuda_act)m->cf
 
 // Attention half of layer l: x1 = x + attention(rmsnorm(x)) Wo^T (x1 == x: in place, inference). Needs the whole
 // sequence at once.
+// skip_attn: the recomputation of recompute="selective", whose attention output (A->att, A->lse) was kept from
+// the forward: the projections and rotations (the attention backward needs q, k, v) and x1 are recomputed, the
+// attention itself is not.
 static pose_status attn_half_fwd(pose_model *m, int64_t l, layer_acts *A, const bf16 *x, bf16 *x1,
-                                 const workspace *w, const run_ctx &rc) {
+                                 const workspace *w, const run_ctx &rc, int skip_attn) {
   pose_gpu_model *G = m->gpu;
   const pose_model_cfg *c = &m->cfg;
   const pose_layer_idx *L = &m->layer[l];
@@ -720,8 +732,9 @@ static pose_status attn_half_fwd(pose_model *m, int64_t l, layer_acts *A, const 
     k = (const uint16_t *)cl;
     v = (const uint16_t *)(cl + KV);
   }
-  POSE_TRY(G->ref_attn ? pose_cuda_attn_ref_fwd(&d, q, k, v, (uint16_t *)A->att, A->lse, G->s)
-                       : pose_cuda_attn_fwd(&d, q, k, v, (uint16_t *)A->att, A->lse, G->s));
+  if (!skip_attn)
+    POSE_TRY(G->ref_attn ? pose_cuda_attn_ref_fwd(&d, q, k, v, (uint16_t *)A->att, A->lse, G->s)
+                         : pose_cuda_attn_fwd(&d, q, k, v, (uint16_t *)A->att, A->lse, G->s));
   if (x1 != x) PC_CU(cudaMemcpyAsync(x1, x, sizeof(bf16) * (size_t)(N * D), cudaMemcpyDeviceToDevice, G->s), "copy");
   return lin_fwd(G, A->att, N, Q, WC(m, L->o_w), D, WC(m, L->o_b), x1, 1.0f);
 }
@@ -755,7 +768,7 @@ static pose_status layer_fwd(pose_model *m, int64_t l, layer_acts *A, const bf16
   pose_gpu_model *G = m->gpu;
   const pose_layer_idx *L = &m->layer[l];
   const int64_t N = rc.N, D = m->cfg.hidden, I = m->cfg.inter;
-  POSE_TRY(attn_half_fwd(m, l, A, x, x1, w, rc));
+  POSE_TRY(attn_half_fwd(m, l, A, x, x1, w, rc, rc.keep && !y));
   if (!y) return POSE_OK;
   for (int64_t r0 = 0; r0 < N; r0 += rc.C) {
     const int64_t rr = N - r0 < rc.C ? N - r0 : rc.C;
@@ -849,6 +862,10 @@ static pose_status run_device(pose_model *m, pose_model_run_args *a, const run_c
       continue;
     }
     bf16 *x = layer_input(w, rc, l), *y = layer_input(w, rc, l + 1);
+    if (rc.keep) {
+      A->att = w->att_s[l];
+      A->lse = w->lse_s[l];
+    }
     if (rc.offl) {
       // y's buffer held x_{l-1}: its copy to the host must be done before the layer overwrites it
       if (l >= 1) PC_CU(cudaStreamWaitEvent(s, w->ev_saved[(l + 1) & 1], 0), "event wait");
@@ -920,6 +937,10 @@ static pose_status run_device(pose_model *m, pose_model_run_args *a, const run_c
         PC_CU(cudaEventRecord(w->ev_loaded[(l - 1) & 1], w->cs), "event record");
       }
     }
+    if (rc.keep) {
+      A->att = w->att_s[l];
+      A->lse = w->lse_s[l];
+    }
     if (rc.rec) POSE_TRY(layer_fwd(m, l, A, x, A->x1, NULL, w, rc));
     // the slot this layer writes may still be read by the update of layer l + 2 (on the optimizer's stream)
     if (hk) POSE_TRY(hk->slot_wait(hk->ctx, l, (int)(l % 2)));
@@ -944,6 +965,7 @@ static void run_ctx_init(const pose_model *m, int64_t B, int64_t T, int train, p
   rc->train = train;
   rc->rec = train && r != POSE_RECOMPUTE_NONE;
   rc->offl = train && r == POSE_RECOMPUTE_OFFLOAD;
+  rc->keep = train && r == POSE_RECOMPUTE_SELECTIVE;
   rc->C = mlp_chunk_rows(m, rc->N);
 }
 
@@ -993,7 +1015,8 @@ extern "C" pose_status pose_gpu_model_plan(const pose_model *m, int64_t B, int64
                                            pose_memory_plan *p) {
   const pose_gpu_model *G = m->gpu;
   PC_REQUIRE(B > 0 && T > 0, "memory plan: bad shape B=%lld T=%lld", (long long)B, (long long)T);
-  PC_REQUIRE(r == POSE_RECOMPUTE_NONE || r == POSE_RECOMPUTE_LAYER || r == POSE_RECOMPUTE_OFFLOAD,
+  PC_REQUIRE(r == POSE_RECOMPUTE_NONE || r == POSE_RECOMPUTE_LAYER || r == POSE_RECOMPUTE_OFFLOAD ||
+                 r == POSE_RECOMPUTE_SELECTIVE,
              "memory plan: unknown recompute policy %d", (int)r);
   memset(p, 0, sizeof *p);
   run_ctx rc;
@@ -1003,15 +1026,21 @@ extern "C" pose_status pose_gpu_model_plan(const pose_model *m, int64_t B, int64
   const int64_t nx = !rc.train ? 1 : rc.offl ? 2 : m->cfg.layers + 1, nsets = rc.train && !rc.rec ? m->cfg.layers : 1;
   w.xs = (bf16 **)calloc((size_t)nx, sizeof *w.xs);
   w.acts = (layer_acts *)calloc((size_t)nsets, sizeof *w.acts);
-  if (!w.xs || !w.acts) {
+  w.att_s = (bf16 **)calloc((size_t)m->cfg.layers, sizeof *w.att_s);
+  w.lse_s = (float **)calloc((size_t)m->cfg.layers, sizeof *w.lse_s);
+  if (!w.xs || !w.acts || !w.att_s || !w.lse_s) {
     free(w.xs);
     free(w.acts);
+    free(w.att_s);
+    free(w.lse_s);
     return pose_error(POSE_ENOMEM, "model: out of memory");
   }
   bump b = {NULL, 0};
   ws_layout(m, rc, &w, &b);
   free(w.xs);
   free(w.acts);
+  free(w.att_s);
+  free(w.lse_s);
   const size_t n = G->numel;
   p->chunk_rows = rc.C;
   p->weights = n * sizeof(bf16) + (G->bf16 ? 0 : n * sizeof(float));
@@ -1056,10 +1085,14 @@ extern "C" pose_status pose_gpu_model_run(pose_model *m, pose_model_run_args *a)
   const int64_t nx = !rc.train ? 1 : rc.offl ? 2 : c->layers + 1, nsets = rc.train && !rc.rec ? c->layers : 1;
   w.xs = (bf16 **)calloc((size_t)nx, sizeof *w.xs);
   w.acts = (layer_acts *)calloc((size_t)nsets, sizeof *w.acts);
+  w.att_s = (bf16 **)calloc((size_t)m->cfg.layers, sizeof *w.att_s);
+  w.lse_s = (float **)calloc((size_t)m->cfg.layers, sizeof *w.lse_s);
   float *nll_host = NULL;
-  if (!w.xs || !w.acts) {
+  if (!w.xs || !w.acts || !w.att_s || !w.lse_s) {
     free(w.xs);
     free(w.acts);
+    free(w.att_s);
+    free(w.lse_s);
     return pose_error(POSE_ENOMEM, "model: out of memory");
   }
   bump b = {NULL, 0};
@@ -1069,6 +1102,8 @@ extern "C" pose_status pose_gpu_model_run(pose_model *m, pose_model_run_args *a)
   if (st != POSE_OK) {
     free(w.xs);
     free(w.acts);
+    free(w.att_s);
+    free(w.lse_s);
     return pose_error_prefix(st, "model: activations for %lld tokens (%.2f GB, recompute %s): ", (long long)rc.N,
                              b.off / 1e9, rc.train ? pose_recompute_name(m->recompute) : "-");
   }
@@ -1125,5 +1160,7 @@ extern "C" pose_status pose_gpu_model_run(pose_model *m, pose_model_run_args *a)
   pc_scratch_free(mem, G->s);
   free(w.xs);
   free(w.acts);
+  free(w.att_s);
+  free(w.lse_s);
   return st;
 }

@@ -523,9 +523,9 @@ pose_status pc_fam_run(pose_model *m, pose_model_run_args *a) {
   fam_ctx rc = {a->B, a->T, a->B * a->T, a->backward, 0, a->logits != NULL, a->kv};
   if (rc.kv && (rc.train || !a->logits || !rc.kv->dev_kv))
     return pose_error(POSE_EINVAL, "decode: a cuda decode step needs a device cache and a logits output");
-  if (rc.train && m->recompute == POSE_RECOMPUTE_OFFLOAD)
-    return pose_error(POSE_EUNSUPPORTED, "model: recompute=\"offload\" is implemented for the LLaMA family on the GPU; "
-                      "use recompute=\"layer\" for this %s model", c->model_type);
+  if (rc.train && (m->recompute == POSE_RECOMPUTE_OFFLOAD || m->recompute == POSE_RECOMPUTE_SELECTIVE))
+    return pose_error(POSE_EUNSUPPORTED, "model: recompute=\"%s\" is implemented for the LLaMA family on the GPU; "
+                      "use recompute=\"layer\" for this %s model", pose_recompute_name(m->recompute), c->model_type);
   rc.rec = rc.train && m->recompute == POSE_RECOMPUTE_LAYER;
   if ((a->nll || rc.train) && !a->tgt) return pose_error(POSE_EINVAL, "model: targets are required");
   if (rc.train) POSE_TRY(pose_gpu_model_ensure_grads(m));

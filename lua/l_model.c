@@ -1,9 +1,10 @@
 /* Lua bindings of the model (core/model.h):
  *   pose.load(dir, {device=, dtype=, rope=, recompute=}) -> m   pose.init(config_table, {seed=, device=, recompute=})
  *     device "cpu" (default) or "cuda[:N]"; dtype: the compute type, "f32" on the cpu, "bf16" on cuda (fp32 master
- *     weights); recompute "none" | "layer" | "offload" (training activations kept, recomputed per layer, or
- *     recomputed with the layer inputs in pinned host memory; cuda)
- *   m:device() -> "cpu" | "cuda:N"   m:set_recompute("none" | "layer" | "offload")   m:recompute() -> name
+ *     weights); recompute "none" | "layer" | "offload" | "selective" (training activations kept, recomputed per
+ *     layer, recomputed with the layer inputs in pinned host memory, or recomputed except the attention, whose
+ *     outputs are kept; cuda)
+ *   m:device() -> "cpu" | "cuda:N"   m:set_recompute("none" | "layer" | "offload" | "selective")   m:recompute()
  *   m:memory_plan(B, T, {train=true, recompute=m:recompute()}) -> {weights=, grads=, optimizer=, activations=,
  *     temporary=, total=, host_pinned=, chunk_rows=} (bytes a call would take on a cuda model's device; cuda only)
  *   precision= (load/init, cuda): "fp32-master" (default) | "bf16" (pure-bf16 weights and AdamW moments with

@@ -1,4 +1,4 @@
-/* The recompute policy of models (core/model.c): parsing and naming of "none" / "layer" / "offload", the setter's
+/* The recompute policy of models (core/model.c): parsing and naming of "none" / "layer" / "offload" / "selective", the setter's
  * checks, the memory plan's argument checks and its answer for cpu models (the GPU side: tests/gpu/
  * test_model_longctx.c), and that the cpu, which keeps every activation whatever the policy, computes the same
  * loss under each. */
@@ -16,15 +16,18 @@ int main(void) {
   CHECK(r == POSE_RECOMPUTE_LAYER);
   CHECK_OK(pose_recompute_parse("offload", &r));
   CHECK(r == POSE_RECOMPUTE_OFFLOAD);
-  const pose_recompute all[3] = {POSE_RECOMPUTE_NONE, POSE_RECOMPUTE_LAYER, POSE_RECOMPUTE_OFFLOAD};
-  for (int i = 0; i < 3; i++) { /* name and parse are inverse */
+  CHECK_OK(pose_recompute_parse("selective", &r));
+  CHECK(r == POSE_RECOMPUTE_SELECTIVE);
+  const pose_recompute all[4] = {POSE_RECOMPUTE_NONE, POSE_RECOMPUTE_LAYER, POSE_RECOMPUTE_OFFLOAD,
+                                 POSE_RECOMPUTE_SELECTIVE};
+  for (int i = 0; i < 4; i++) { /* name and parse are inverse */
     pose_recompute back = (pose_recompute)-1;
     CHECK_OK(pose_recompute_parse(pose_recompute_name(all[i]), &back));
     CHECK(back == all[i]);
   }
   CHECK(strcmp(pose_recompute_name((pose_recompute)7), "?") == 0);
   r = POSE_RECOMPUTE_LAYER;
-  CHECK_ERR(pose_recompute_parse("Offload", &r), POSE_EINVAL, "unknown recompute policy 'Offload' (none, layer, offload)");
+  CHECK_ERR(pose_recompute_parse("Offload", &r), POSE_EINVAL, "unknown recompute policy 'Offload' (none, layer, offload, selective)");
   CHECK_ERR(pose_recompute_parse("", &r), POSE_EINVAL, "none, layer, offload");
   CHECK_ERR(pose_recompute_parse("offload ", &r), POSE_EINVAL, "unknown recompute policy");
   CHECK(r == POSE_RECOMPUTE_LAYER); /* untouched on error */
@@ -38,17 +41,17 @@ int main(void) {
   if (!m) return test_summary("test_recompute");
   CHECK(pose_model_get_recompute(m) == POSE_RECOMPUTE_NONE);
   int64_t ids[12] = {1, 5, 9, 2, 6, 5, 3, 5, 8, 9, 7, 9};
-  double loss[3];
-  for (int i = 0; i < 3; i++) {
+  double loss[4];
+  for (int i = 0; i < 4; i++) {
     CHECK_OK(pose_model_set_recompute(m, all[i]));
     CHECK(pose_model_get_recompute(m) == all[i]);
     pose_model_zero_grad(m);
     CHECK_OK(pose_model_backward(m, ids, NULL, NULL, 2, 6, 1.0, &loss[i], NULL));
   }
-  CHECK(loss[0] == loss[1] && loss[1] == loss[2]);
-  CHECK_ERR(pose_model_set_recompute(m, (pose_recompute)3), POSE_EINVAL, "unknown recompute policy 3");
+  CHECK(loss[0] == loss[1] && loss[1] == loss[2] && loss[2] == loss[3]);
+  CHECK_ERR(pose_model_set_recompute(m, (pose_recompute)4), POSE_EINVAL, "unknown recompute policy 4");
   CHECK_ERR(pose_model_set_recompute(m, (pose_recompute)-1), POSE_EINVAL, "unknown recompute policy");
-  CHECK(pose_model_get_recompute(m) == POSE_RECOMPUTE_OFFLOAD); /* unchanged by the failed calls */
+  CHECK(pose_model_get_recompute(m) == POSE_RECOMPUTE_SELECTIVE); /* unchanged by the failed calls */
 
   /* the memory plan: argument checks first, then cpu models have none */
   pose_memory_plan p;

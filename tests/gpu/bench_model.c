@@ -7,6 +7,7 @@
  * attention 6 L d T per token. Training rows up to 32k tokens also time forward+backward alone (fwd_bwd_s, the
  * faster of two) so that optim_s = step_s - fwd_bwd_s is the optimizer's share (zeroing, norm, AdamW).
  *   gpu_bench_model OUT.json [--quick] [--only NAME[,NAME...]] [--precision fp32-master|bf16] [--fused]
+ *                   [--recompute layer|offload|selective]  (replaces the policy of the rows that recompute)
  * --precision bf16: the pure-bf16 training policy (bf16 weights and moments, fp32 gradients); the model is built
  * with fp32 masters and then switched, and the peak counter restarts after the switch (so it counts the policy's
  * steady state, not the load-time fp32 copy).
@@ -76,6 +77,11 @@ static const row ROWS[] = {
 
 static pose_precision g_precision = POSE_PRECISION_FP32_MASTER;
 static int g_fused = 0;
+static int g_recompute = -1; /* --recompute POLICY: replaces the policy of the rows that recompute */
+
+static pose_recompute row_recompute(int rec) {
+  return g_recompute >= 0 && rec != 0 ? (pose_recompute)g_recompute : (pose_recompute)rec;
+}
 
 static double now(void) {
   struct timespec ts;
@@ -95,7 +101,7 @@ static cJSON *run_row(const row *r) {
   cJSON_AddNumberToObject(o, "seq", (double)r->T);
   cJSON_AddNumberToObject(o, "batch", (double)r->B);
   cJSON_AddBoolToObject(o, "recompute", r->recompute != 0);
-  cJSON_AddStringToObject(o, "recompute_policy", pose_recompute_name((pose_recompute)r->recompute));
+  cJSON_AddStringToObject(o, "recompute_policy", pose_recompute_name(row_recompute(r->recompute)));
   pose_device dev = {POSE_CUDA, 0};
   size_t used = 0, peak = 0;
   cudaDeviceSynchronize();
@@ -123,10 +129,10 @@ static cJSON *run_row(const row *r) {
     cudaDeviceSynchronize();
     pose_gpu_memory(0, 1, &used, &peak);
   }
-  if (st == POSE_OK) st = pose_model_set_recompute(m, (pose_recompute)r->recompute);
+  if (st == POSE_OK) st = pose_model_set_recompute(m, row_recompute(r->recompute));
   if (st == POSE_OK) { /* the plan, before anything of the run is allocated */
     pose_memory_plan p;
-    st = pose_model_memory_plan(m, r->B, r->T, !r->eval, (pose_recompute)r->recompute, &p);
+    st = pose_model_memory_plan(m, r->B, r->T, !r->eval, row_recompute(r->recompute), &p);
     if (st == POSE_OK) {
       const double G = 1073741824.0;
       size_t fr = 0, tot = 0;
@@ -134,7 +140,7 @@ static cJSON *run_row(const row *r) {
       fprintf(stderr, "  %s plan (B=%lld T=%lld, %s, recompute %s): weights %.2f + grads %.2f + optimizer %.2f + "
               "activations %.2f + temporary %.2f = %.2f GiB of %.2f GiB on the device (MLP chunks of %lld rows); "
               "pinned host %.2f GiB\n", r->name, (long long)r->B, (long long)r->T, pose_precision_name(prec),
-              pose_recompute_name((pose_recompute)r->recompute), p.weights / G, p.grads / G, p.optimizer / G,
+              pose_recompute_name(row_recompute(r->recompute)), p.weights / G, p.grads / G, p.optimizer / G,
               p.activations / G, p.temporary / G, p.total / G, tot / G, (long long)p.chunk_rows, p.host_pinned / G);
       cJSON_AddNumberToObject(o, "plan_gb", p.total / G);
       cJSON_AddNumberToObject(o, "plan_activations_gb", p.activations / G);
@@ -227,6 +233,14 @@ int main(int argc, char **argv) {
   for (int i = 1; i < argc; i++) {
     if (!strcmp(argv[i], "--quick")) quick = 1;
     else if (!strcmp(argv[i], "--fused")) g_fused = 1;
+    else if (!strcmp(argv[i], "--recompute") && i + 1 < argc) {
+      pose_recompute rp;
+      if (pose_recompute_parse(argv[++i], &rp) != POSE_OK) {
+        fprintf(stderr, "bench_model: %s\n", pose_error_message());
+        return 2;
+      }
+      g_recompute = (int)rp;
+    }
     else if (!strcmp(argv[i], "--only") && i + 1 < argc) only = argv[++i];
     else if (!strcmp(argv[i], "--precision") && i + 1 < argc) {
       if (pose_precision_parse(argv[++i], &g_precision) != POSE_OK) {

@@ -137,6 +137,14 @@ static void test_model_policies(const char *label, const char *cfg, int64_t B, i
   same_bits(g4, g0, n, L4, L0, "one chunk: recompute=offload vs none");
   float *g5 = grads_of(m, POSE_RECOMPUTE_OFFLOAD, 64, ids, pos, B, T, &L5);
   same_bits(g5, g3, n, L5, L3, "chunked: offload again (host buffer reused)");
+  /* selective: the attention outputs kept from the forward instead of recomputed (the kernels are deterministic) */
+  double L6, L7;
+  float *g6 = grads_of(m, POSE_RECOMPUTE_SELECTIVE, 64, ids, pos, B, T, &L6);
+  same_bits(g6, g1, n, L6, L1, "chunked: recompute=selective vs none");
+  float *g7 = grads_of(m, POSE_RECOMPUTE_SELECTIVE, 0, ids, pos, B, T, &L7);
+  same_bits(g7, g0, n, L7, L0, "one chunk: recompute=selective vs none");
+  free(g6);
+  free(g7);
   /* accumulation: a second offload backward without zeroing adds as a second layer backward does */
   CHECK_OK(pose_model_backward(m, ids, pos, NULL, B, T, 0.5, NULL, NULL));
   float *ga = all_grads(m);
