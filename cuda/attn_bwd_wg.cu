@@ -365,10 +365,24 @@ __global__ void __launch_bounds__(BW_THREADS, 1)
 // Interior tiles take an unmasked loop (template FULL): one FFMA + one MUFU per P element, one FADD + one FMUL per
 // dS element, one pack per two of each; lse/Dsum pairs come from shared memory as float2.
 #if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
-// P^T of a dK/dV tile: st[4j + e] is key row kr[e >> 1], query column qb + 8j + 2(lane & 3) + (e & 1)
+// Masks of boundary tiles as one column interval per row: the row's visible columns of the tile are [lo, hi)
+// (clamped to [0, W]); an element is kept iff (unsigned)(col - lo) < hi - lo: one add, one compare, one select.
+// Per row of a dK/dV tile (a key k, columns = queries qb + col): qb + col >= k - q_off, < Tq, and with a window
+// < k - q_off + window; nothing if k >= Tk. Per row of a dQ tile (a query q, columns = keys k0 + col): k0 + col
+// <= q + q_off, < Tk, with a window > q + q_off - window; nothing if q >= Tq.
+struct bw2_span {
+  int lo, n;
+  __device__ __forceinline__ void set(int64_t lo64, int64_t hi64, int W) {
+    lo64 = lo64 < 0 ? 0 : lo64 > W ? W : lo64;
+    hi64 = hi64 < lo64 ? lo64 : hi64 > W ? W : hi64;
+    lo = (int)lo64;
+    n = (int)(hi64 - lo64);
+  }
+  __device__ __forceinline__ bool in(int col) const { return (unsigned)(col - lo) < (unsigned)n; }
+};
+// P^T of a dK/dV tile: st[4j + e] is key row e >> 1, query column 8j + 2(lane & 3) + (e & 1)
 template <int BQ, bool FULL>
-__device__ __forceinline__ void bw2_pt(float *st, const float *L, float sl2, int lane, int qb, const int *kr, int Tq,
-                                       int Tk, int qoff, int win) {
+__device__ __forceinline__ void bw2_pt(float *st, const float *L, float sl2, int lane, const bw2_span *sp) {
 #pragma unroll
   for (int j = 0; j < BQ / 8; j++) {
     const int col = j * 8 + (lane & 3) * 2;
@@ -377,14 +391,13 @@ __device__ __forceinline__ void bw2_pt(float *st, const float *L, float sl2, int
     for (int e = 0; e < 4; e++) {
       const float pv = fast_exp2(fmaf(st[4 * j + e], sl2, -((e & 1) ? l2.y : l2.x)));
       if constexpr (FULL) st[4 * j + e] = pv;
-      else st[4 * j + e] = attn_visible32(qb + col + (e & 1), kr[e >> 1], Tq, Tk, qoff, win) ? pv : 0.0f;
+      else st[4 * j + e] = sp[e >> 1].in(col + (e & 1)) ? pv : 0.0f;
     }
   }
 }
-// P of a dQ tile: sa[4n + e] is query row qr[e >> 1], key column k0 + 8n + 2(lane & 3) + (e & 1)
+// P of a dQ tile: sa[4n + e] is query row e >> 1, key column 8n + 2(lane & 3) + (e & 1)
 template <int BK, bool FULL>
-__device__ __forceinline__ void bw2_p(float *sa, const float *L, float sl2, int lane, int k0, const int *qr, int Tq,
-                                      int Tk, int qoff, int win) {
+__device__ __forceinline__ void bw2_p(float *sa, const float *L, float sl2, int lane, const bw2_span *sp) {
   const float nl0 = -L[0], nl1 = -L[1];
 #pragma unroll
   for (int n = 0; n < BK / 8; n++)
@@ -392,9 +405,7 @@ __device__ __forceinline__ void bw2_p(float *sa, const float *L, float sl2, int 
     for (int e = 0; e < 4; e++) {
       const float pv = fast_exp2(fmaf(sa[4 * n + e], sl2, (e >> 1) ? nl1 : nl0));
       if constexpr (FULL) sa[4 * n + e] = pv;
-      else
-        sa[4 * n + e] =
-            attn_visible32(qr[e >> 1], k0 + n * 8 + (lane & 3) * 2 + (e & 1), Tq, Tk, qoff, win) ? pv : 0.0f;
+      else sa[4 * n + e] = sp[e >> 1].in(n * 8 + (lane & 3) * 2 + (e & 1)) ? pv : 0.0f;
     }
 }
 #endif
@@ -470,7 +481,6 @@ __global__ void __launch_bounds__(BW_THREADS, 1)
     const int64_t wk0 = k0 + 64 * c;
     const int64_t wk1 = wk0 + 63 < p.Tk ? wk0 + 63 : p.Tk - 1;
     const int kr[2] = {(int)(wk0 + w * 16 + (lane >> 2)), (int)(wk0 + w * 16 + (lane >> 2) + 8)};
-    const int Tq32 = (int)p.Tq, Tk32 = (int)p.Tk, qoff32 = (int)p.q_off, win32 = (int)p.window;
     const float sl2 = p.scale * ATTN_LOG2E;
     const uint32_t kbase = smem_u32(sK + c * TB), vbase = smem_u32(sV + c * TB);
     float dk[NO], dv[NO];
@@ -515,18 +525,35 @@ __global__ void __launch_bounds__(BW_THREADS, 1)
       const float *L = sL + s * BQ, *Ds = sDs + s * BQ;
       const bool full = qb + BQ <= p.Tq && wk0 + 64 <= p.Tk && wk0 + 63 <= qb + p.q_off &&
                         (p.window <= 0 || qb + BQ - 1 + p.q_off - wk0 < p.window);
-      if (full) bw2_pt<BQ, true>(st, L, sl2, lane, (int)qb, kr, Tq32, Tk32, qoff32, win32);
-      else bw2_pt<BQ, false>(st, L, sl2, lane, (int)qb, kr, Tq32, Tk32, qoff32, win32);
+      if (full) bw2_pt<BQ, true>(st, L, sl2, lane, NULL);
+      else {
+        bw2_span sp[2];
+#pragma unroll
+        for (int r = 0; r < 2; r++) {
+          const int64_t k = kr[r];
+          int64_t hi = p.Tq;
+          if (p.window > 0 && k - p.q_off + p.window < hi) hi = k - p.q_off + p.window;
+          if (k >= p.Tk) hi = 0;
+          sp[r].set(k - p.q_off - qb, hi - qb, BQ);
+        }
+        bw2_pt<BQ, false>(st, L, sl2, lane, sp);
+      }
       wg_wait<0>(); // dP^T
       wg_acc_fence<NA>(dpt);
+      // dS^T = P^T (dP^T - Dsum), packed per k16 block as it is made (P, dP die block by block)
 #pragma unroll
-      for (int j = 0; j < BQ / 8; j++) {
-        const float2 d2 = *(const float2 *)(Ds + j * 8 + (lane & 3) * 2);
+      for (int kk = 0; kk < BQ / 16; kk++) {
 #pragma unroll
-        for (int e = 0; e < 4; e++) dpt[4 * j + e] = st[4 * j + e] * (dpt[4 * j + e] - ((e & 1) ? d2.y : d2.x));
+        for (int h2 = 0; h2 < 2; h2++) {
+          const int j = 2 * kk + h2;
+          const float2 d2 = *(const float2 *)(Ds + j * 8 + (lane & 3) * 2);
+          const float *pj = st + 4 * j, *dj = dpt + 4 * j;
+          ap[kk][2 * h2] = pack_bf16(pj[0], pj[1]);
+          ap[kk][2 * h2 + 1] = pack_bf16(pj[2], pj[3]);
+          ads[kk][2 * h2] = pack_bf16(pj[0] * (dj[0] - d2.x), pj[1] * (dj[1] - d2.y));
+          ads[kk][2 * h2 + 1] = pack_bf16(pj[2] * (dj[2] - d2.x), pj[3] * (dj[3] - d2.y));
+        }
       }
-      wg_pack_a<BQ>(ap, st);
-      wg_pack_a<BQ>(ads, dpt);
       wg_fence();
       wg_ab_rs<D, BQ>(dv, ap, dobase); // dV += P^T dO
       wg_ab_rs<D, BQ>(dk, ads, qbase); // dK += dS^T Q
@@ -611,7 +638,6 @@ __global__ void __launch_bounds__(BW_THREADS, 1)
     const int64_t wq0 = q0 + 64 * c;
     const int64_t wq1 = wq0 + 63 < p.Tq ? wq0 + 63 : p.Tq - 1;
     const int qr[2] = {(int)(wq0 + w * 16 + (lane >> 2)), (int)(wq0 + w * 16 + (lane >> 2) + 8)};
-    const int Tq32 = (int)p.Tq, Tk32 = (int)p.Tk, qoff32 = (int)p.q_off, win32 = (int)p.window;
     const float sl2 = p.scale * ATTN_LOG2E;
     float L[2], Ds[2];
 #pragma unroll
@@ -660,8 +686,19 @@ __global__ void __launch_bounds__(BW_THREADS, 1)
       wg_acc_fence<NA>(sa);
       const bool full = wq0 + 64 <= p.Tq && k0 + BK <= p.Tk && k0 + BK - 1 <= wq0 + p.q_off &&
                         (p.window <= 0 || wq0 + 63 + p.q_off - k0 < p.window);
-      if (full) bw2_p<BK, true>(sa, L, sl2, lane, (int)k0, qr, Tq32, Tk32, qoff32, win32);
-      else bw2_p<BK, false>(sa, L, sl2, lane, (int)k0, qr, Tq32, Tk32, qoff32, win32);
+      if (full) bw2_p<BK, true>(sa, L, sl2, lane, NULL);
+      else {
+        bw2_span sp[2];
+#pragma unroll
+        for (int r = 0; r < 2; r++) {
+          const int64_t qa = (int64_t)qr[r] + p.q_off;
+          int64_t lo = 0, hi = qa + 1 < p.Tk ? qa + 1 : p.Tk;
+          if (p.window > 0) lo = qa - p.window + 1;
+          if (qr[r] >= p.Tq) hi = lo;
+          sp[r].set(lo - k0, hi - k0, BK);
+        }
+        bw2_p<BK, false>(sa, L, sl2, lane, sp);
+      }
       wg_wait<0>(); // dP
       wg_acc_fence<NA>(dp);
 #pragma unroll
@@ -773,7 +810,9 @@ static cudaError_t launch_bwd_wg2(const attn_params &p, int64_t B, bf16 *dq, bf1
 int pc_attn_bwd_wg_usable(int64_t D) {
 #if defined(POSE_CUDA_SM90A)
   const char *cfg = getenv("POSE_ATTN_BWD");
-  if (cfg && strcmp(cfg, "wg") != 0 && strcmp(cfg, "wg1") != 0 && strcmp(cfg, "wg64") != 0) return 0;
+  if (cfg && strcmp(cfg, "wg") != 0 && strcmp(cfg, "wg1") != 0 && strcmp(cfg, "wg64") != 0 &&
+      strcmp(cfg, "wgq128") != 0)
+    return 0;
   if (D != 64 && D != 128) return 0;
   int dev = 0, major = 0, minor = 0;
   if (cudaGetDevice(&dev) != cudaSuccess) return 0;
@@ -796,7 +835,9 @@ cudaError_t pc_attn_bwd_wg(const attn_params &p, int64_t B, int64_t D, bf16 *dq,
     return D == 128 ? launch_bwd_wg<128, 64, 64>(p, B, dq, dk, dv, s) : launch_bwd_wg<64, 64, 64>(p, B, dq, dk, dv, s);
   if (cfg && !strcmp(cfg, "wg1"))
     return D == 128 ? launch_bwd_wg<128, 64, 128>(p, B, dq, dk, dv, s) : launch_bwd_wg<64, 64, 128>(p, B, dq, dk, dv, s);
-  // version 2: three stages where shared memory allows (dQ at D = 128: 64 KiB of Q/dO + 64 KiB per K/V stage)
+  // version 2: three stages where shared memory allows (dQ at D = 128: 64 KiB of Q/dO + 64 KiB per K/V stage);
+  // POSE_ATTN_BWD=wgq128: 128-query tiles in dK/dV at D = 64 (twice the MMA work per tile; D = 128 has no room)
+  if (cfg && !strcmp(cfg, "wgq128") && D == 64) return launch_bwd_wg2<64, 128, 128, 3, 3>(p, B, dq, dk, dv, s);
   return D == 128 ? launch_bwd_wg2<128, 64, 128, 3, 2>(p, B, dq, dk, dv, s)
                   : launch_bwd_wg2<64, 64, 128, 3, 3>(p, B, dq, dk, dv, s);
 }
