@@ -416,6 +416,8 @@ __global__ void __launch_bounds__(BW_THREADS, 1)
                         const __grid_constant__ CUtensorMap tk, const __grid_constant__ CUtensorMap tv, attn_params p) {
 #if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
   constexpr int BN = 128, TB = 64 * D * 2, TQ = BQ * D * 2, DB = D / 64, NA = BQ / 2, NO = D / 2;
+  // dP^T issued right behind S^T: P^T, dP^T and the in-flight packs fit next to dK, dV only at D = 64, BQ = 64
+  constexpr bool EARLY = D == 64 && BQ == 64;
   extern __shared__ unsigned char smem_dyn[];
   unsigned char *sK = (unsigned char *)(((uintptr_t)smem_dyn + 1023) & ~(uintptr_t)1023);
   unsigned char *sV = sK + 2 * TB, *sQ = sV + 2 * TB, *sdO = sQ + NS * TQ;
@@ -512,14 +514,22 @@ __global__ void __launch_bounds__(BW_THREADS, 1)
       wg_fence();
       wg_abt<D, BQ>(st, kbase, qbase); // S^T = K Q^T
       wg_commit();
-      wg_wait<1>(); // dV_{j-1}, dK_{j-1} retired (S^T queued behind them keeps the tensor cores busy)
+      if constexpr (EARLY) { // registers allow dP^T in flight next to the previous products
+        wg_abt<D, BQ>(dpt, vbase, dobase); // dP^T = V dO^T
+        wg_commit();
+        wg_wait<2>(); // dV_{j-1}, dK_{j-1} retired
+      } else {
+        wg_wait<1>(); // dV_{j-1}, dK_{j-1} retired (S^T queued behind them keeps the tensor cores busy)
+      }
       wg_acc_fence<NO>(dv);
       wg_acc_fence<NO>(dk);
       if (held >= 0) mbar_arrive(bempty + 8 * held);
       held = s;
-      wg_fence();
-      wg_abt<D, BQ>(dpt, vbase, dobase); // dP^T = V dO^T
-      wg_commit();
+      if constexpr (!EARLY) {
+        wg_fence();
+        wg_abt<D, BQ>(dpt, vbase, dobase); // dP^T = V dO^T
+        wg_commit();
+      }
       wg_wait<1>(); // S^T retired
       wg_acc_fence<NA>(st);
       const float *L = sL + s * BQ, *Ds = sDs + s * BQ;
@@ -585,6 +595,7 @@ __global__ void __launch_bounds__(BW_THREADS, 1)
                       const __grid_constant__ CUtensorMap tk, const __grid_constant__ CUtensorMap tv, attn_params p) {
 #if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
   constexpr int BM = 128, TB = 64 * D * 2, TK = BK * D * 2, DB = D / 64, NA = BK / 2, NO = D / 2;
+  constexpr bool EARLY = D == 64; // dP issued right behind S (S, dP, dQ and the in-flight dS fit at D = 64)
   extern __shared__ unsigned char smem_dyn[];
   unsigned char *sQ = (unsigned char *)(((uintptr_t)smem_dyn + 1023) & ~(uintptr_t)1023);
   unsigned char *sdO = sQ + 2 * TB, *sK = sdO + 2 * TB, *sV = sK + NS * TK;
@@ -675,13 +686,21 @@ __global__ void __launch_bounds__(BW_THREADS, 1)
       wg_fence();
       wg_abt<D, BK>(sa, qbase, kbase); // S = Q K^T
       wg_commit();
-      wg_wait<1>(); // dQ_{j-1} retired
+      if constexpr (EARLY) { // registers allow dP in flight next to dQ_{j-1}
+        wg_abt<D, BK>(dp, dobase, vbase); // dP = dO V^T
+        wg_commit();
+        wg_wait<2>(); // dQ_{j-1} retired
+      } else {
+        wg_wait<1>(); // dQ_{j-1} retired
+      }
       wg_acc_fence<NO>(dq);
       if (held >= 0) mbar_arrive(bempty + 8 * held);
       held = s;
-      wg_fence();
-      wg_abt<D, BK>(dp, dobase, vbase); // dP = dO V^T
-      wg_commit();
+      if constexpr (!EARLY) {
+        wg_fence();
+        wg_abt<D, BK>(dp, dobase, vbase); // dP = dO V^T
+        wg_commit();
+      }
       wg_wait<1>(); // S
       wg_acc_fence<NA>(sa);
       const bool full = wq0 + 64 <= p.Tq && k0 + BK <= p.Tk && k0 + BK - 1 <= wq0 + p.q_off &&
