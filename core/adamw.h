@@ -38,4 +38,19 @@ void pose_adamw_update(float *w, const float *g, float *m, float *v, int64_t n, 
 void pose_adamw_update_range(float *w, const float *g, float *m, float *v, int64_t lo, int64_t hi,
                              const pose_adamw_coefs *c);
 
+/* The pure-bf16 policy's AdamW (the CPU reference of the GPU's pose_cuda_adamw_bf16, bit for bit): w, m, v are
+ * bf16 bit patterns, g fp32 (already scaled by any clipping coefficient); each element is updated in fp32 with the
+ * arithmetic above and w, m, v are rounded back to bf16 stochastically (pose_sr_bf16). The random bits, reproducible
+ * from (seed, stream, element index) alone: one Philox4x32-10 block r = pose_philox4x32(seed, stream, j) per element
+ * PAIR j = i / 2; element 2j rounds w, m, v with r[0] & 0xffff, r[0] >> 16, r[1] & 0xffff, element 2j+1 with
+ * r[1] >> 16, r[2] & 0xffff, r[2] >> 16 (r[3] unused). The trainer uses seed = opts.sr_seed and
+ * stream = step * n_params + parameter index. Elements [lo, hi). */
+void pose_adamw_bf16_sr_range(uint16_t *w, const float *g, uint16_t *m, uint16_t *v, int64_t lo, int64_t hi,
+                              const pose_adamw_coefs *c, uint64_t seed, uint64_t stream);
+/* fp32 -> bf16 by adding r16 (< 2^16) to the bit pattern and truncating: rounds up with probability equal to the
+ * discarded fraction when r16 is uniform. NaN and Inf round to nearest. */
+uint16_t pose_sr_bf16(float x, uint32_t r16);
+/* The three 16-bit random numbers (w, m, v) of element i from its pair's Philox block r (see above). */
+void pose_sr_bits(const uint32_t r[4], int64_t i, uint32_t *rw, uint32_t *rm, uint32_t *rv);
+
 #endif

@@ -29,6 +29,8 @@ typedef struct {
   int64_t shape[4];
   int decay;
   void *w_bf16; /* cuda models: device bf16 compute copy of w; NULL on the cpu */
+  int g_bf16;   /* 1: g actually holds bf16 values (cuda models under the bf16 policy with the trainer's fused
+                 * update: the decoder layers' transient gradient slots); 0: fp32 */
 } pose_param;
 
 /* Loads a checkpoint directory (config.json + safetensors; f32, bf16 or f16 tensors, held as f32). rope_override:
@@ -95,7 +97,9 @@ const char *pose_recompute_name(pose_recompute r);
  * gradients and a trainer's AdamW moments; 0: a forward) under recompute policy r and the model's precision policy,
  * known before anything is allocated, so a caller can tell whether a length fits. Bytes. total = weights + grads +
  * optimizer + activations + temporary (the run's workspace is one allocation; temporary is the largest scratch a
- * kernel takes on top of it). host_pinned: pinned host memory of recompute=offload. chunk_rows: rows per MLP chunk.
+ * kernel takes on top of it). grads: the gradient arena, or the slots of the trainer's fused update when a fused
+ * trainer has put the model in that mode. host_pinned: pinned host memory of recompute=offload. chunk_rows: rows per
+ * MLP chunk.
  * cpu models: POSE_EUNSUPPORTED. */
 typedef struct {
   int64_t chunk_rows;

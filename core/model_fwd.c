@@ -396,6 +396,7 @@ pose_status pose_model_run(pose_model *m, pose_model_run_args *a) {
     return pose_gpu_model_run(m, a);
   }
 #endif
+  if (a->hook) return pose_error(POSE_EUNSUPPORTED, "model: per-layer optimizer callbacks need a cuda model");
   int train = a->backward;
   if (train) POSE_TRY(pose_model_ensure_grads(m));
   workspace w;
@@ -511,6 +512,12 @@ pose_status pose_model_nll(pose_model *m, const int64_t *ids, const int64_t *pos
 
 pose_status pose_model_backward(pose_model *m, const int64_t *ids, const int64_t *pos, const int64_t *targets,
                                 int64_t B, int64_t T, double loss_scale, double *loss, int64_t *count) {
+  return pose_model_backward_hook(m, ids, pos, targets, B, T, loss_scale, loss, count, NULL);
+}
+
+pose_status pose_model_backward_hook(pose_model *m, const int64_t *ids, const int64_t *pos, const int64_t *targets,
+                                     int64_t B, int64_t T, double loss_scale, double *loss, int64_t *count,
+                                     const struct pose_gpu_bwd_hook *hook) {
   int64_t *dpos, *tgt;
   POSE_TRY(prepare(ids, pos, targets, B, T, &dpos, &tgt));
   int64_t n = 0;
@@ -523,7 +530,7 @@ pose_status pose_model_backward(pose_model *m, const int64_t *ids, const int64_t
     if (count) *count = 0;
   } else {
     pose_model_run_args a = {.ids = ids, .pos = pos ? pos : dpos, .B = B, .T = T, .tgt = tgt, .backward = 1,
-                             .scale = (float)(loss_scale / (double)n)};
+                             .scale = (float)(loss_scale / (double)n), .hook = hook};
     st = pose_model_run(m, &a);
     if (st == POSE_OK) {
       if (loss) *loss = a.sum / (double)n;

@@ -3,8 +3,9 @@
  * backend (POSE_HAVE_CUDA); core code calls it under that macro. Not part of the public API.
  *
  * A cuda model keeps three arenas on its device, laid out alike (parameter i at the same offset in each): fp32
- * master weights (pose_param.w), fp32 gradients (pose_param.g, allocated on first use) and bf16 compute copies
- * (pose_param.w_bf16). The offsets are not the parameter table's order: the tensors that one GEMM reads together are
+ * master weights (pose_param.w), fp32 gradients (pose_param.g, allocated on first use; or, for the trainer's fused
+ * update, two layer-sized slots, see pose_gpu_model_set_grad_slots) and bf16 compute copies (pose_param.w_bf16).
+ * Each layer's parameters are contiguous in the arenas. The offsets are not the parameter table's order: the tensors that one GEMM reads together are
  * adjacent (k|v projections, gate|up projections and their biases), so the fused products need no copies. */
 #ifndef POSE_MODEL_GPU_H
 #define POSE_MODEL_GPU_H
@@ -43,11 +44,57 @@ void pose_gpu_kv_free(pose_kv_cache *kv);
  * the rope state. */
 pose_status pose_gpu_model_run(pose_model *m, pose_model_run_args *a);
 
+/* Lazy gradient zeroing (on by default): zero_grad only marks every gradient as zero and the first writer of each
+ * overwrites it; off (tests) = zero_grad memsets the gradients. The gradients are the same either way. */
+void pose_gpu_model_set_lazy_zero(pose_model *m, int on);
+/* Tests: at most `rows` rows per LM-head chunk (0 = by the default 256 MiB of logits), to exercise accumulation over
+ * chunks on small models. */
+void pose_gpu_model_set_head_rows(pose_model *m, int64_t rows);
+/* Gradient slots (on = 1; the trainer's fused update): the fp32 gradient arena is freed and replaced by two
+ * layer-sized slots used alternately by the layers (layer l writes slot l % 2) plus one region for the parameters
+ * outside the layers (embedding, final norm, LM head); under the bf16 policy the layer slots are bf16 (below).
+ * params' g point into them, so layers l and l + 2 share
+ * memory: every backward then starts from zero (no accumulation across calls) and gradients cannot be read back
+ * (pose_gpu_param_get(.., 1, ..) answers POSE_EUNSUPPORTED). on = 0 goes back to the arena (zeroed). */
+pose_status pose_gpu_model_set_grad_slots(pose_model *m, int on);
+int pose_gpu_model_grad_slots(const pose_model *m);
+/* Under the bf16 policy the layer slots hold bf16 gradients (params' g_bf16 = 1; on by default): the dW GEMMs write
+ * bf16 and the norm / bias gradients are converted; the other parameters' region stays fp32. off: fp32 slots (the
+ * fused update then gives the unfused step's numbers bit for bit; tests). */
+pose_status pose_gpu_model_set_bf16_slots(pose_model *m, int on);
+/* Layer of parameter i (0..layers-1), or cfg.layers for the parameters outside the layers. */
+int pose_gpu_model_param_group(const pose_model *m, size_t i);
+/* Bytes of gradient memory held now (arena or slots). */
+size_t pose_gpu_model_grad_bytes(const pose_model *m);
+
+/* The fused update's callbacks during a cuda backward (pose_model_run_args.hook; cuda/optim_gpu.cu implements them).
+ * The model calls, on the host, in stream order of its own stream:
+ *   slot_wait(l, slot)   before layer l's backward writes its gradients into `slot` (l % 2): the optimizer makes the
+ *                        model's stream wait until the update that read that slot (layer l + 2's) is done;
+ *   layer_done(l, slot)  after layer l's backward is enqueued: its gradients are complete in stream order and no
+ *                        later work of this backward reads layer l's weights, so the layer's AdamW may run now;
+ *   rest_done()          after the embedding backward: the parameters outside the layers (embedding, LM head, final
+ *                        norm: tied weights get both contributions first), then the model's stream must wait for
+ *                        every update before anything else runs on it.
+ * loss_sum (device double, may be NULL) receives the sum of the per-row NLL before the first callback, so that the
+ * updates can be skipped when the loss is not finite. */
+typedef struct pose_gpu_bwd_hook {
+  void *ctx;
+  double *loss_sum;
+  pose_status (*slot_wait)(void *ctx, int64_t layer, int slot);
+  pose_status (*layer_done)(void *ctx, int64_t layer, int slot);
+  pose_status (*rest_done)(void *ctx);
+} pose_gpu_bwd_hook;
+
 /* ---- optimizer state on the device (the trainer's AdamW when the parameters live on a GPU) ----------------------
  * Parameters without fp32 masters (w NULL: the pure-bf16 policy) get bf16 moments and the stochastic-rounding AdamW
  * (Philox key opts->sr_seed, counter (element, step * n + parameter index)); the get/set functions convert. */
 typedef struct pose_gpu_optim pose_gpu_optim;
-pose_status pose_gpu_optim_new(int device, pose_param *const *ps, size_t n, pose_gpu_optim **out);
+/* group NULL: the update runs after the backward (pose_gpu_optim_update), one launch over every parameter. Otherwise
+ * the fused update: group[i] in [0, ngroups) is parameter i's layer (ngroups - 1: the parameters outside the layers,
+ * as pose_gpu_model_param_group), and the updates run inside the backward through pose_gpu_optim_fused_begin. */
+pose_status pose_gpu_optim_new(int device, pose_param *const *ps, size_t n, const int *group, int ngroups,
+                               pose_gpu_optim **out);
 void pose_gpu_optim_free(pose_gpu_optim *o);
 /* torch's global gradient norm (as pose_grad_global_norm), returned on the host (synchronises). */
 pose_status pose_gpu_optim_grad_norm(pose_gpu_optim *o, pose_param *const *ps, float *norm);
@@ -57,6 +104,17 @@ pose_status pose_gpu_optim_first_nonfinite(pose_gpu_optim *o, pose_param *const 
  * torch's clip coefficient of the norm computed by the last pose_gpu_optim_grad_norm. Refreshes w_bf16. */
 pose_status pose_gpu_optim_update(pose_gpu_optim *o, pose_param *const *ps, const pose_trainer_opts *opts, double lr,
                                   int64_t step);
+/* The fused update of step `step` (accum 1, no clipping): returns the callbacks to pass to the model's backward
+ * (pose_model_backward_hook). Per layer, on the optimizer's own stream after an event recorded on the model's
+ * stream: each gradient's squared norm (stored by parameter index), the layer's sum of them, and one multi-tensor
+ * AdamW over the layer that leaves the layer untouched when that sum or the loss is not finite. The model's stream
+ * waits for layer l + 2's update before layer l overwrites their shared gradient slot, and for every update at the
+ * end of the backward. Then pose_gpu_optim_fused_end (always, also after a failed backward): joins the streams and,
+ * when ok, returns the global gradient norm (the same number as pose_gpu_optim_grad_norm over the same gradients)
+ * and the index of the first parameter whose gradient is not finite (n when none). */
+pose_status pose_gpu_optim_fused_begin(pose_gpu_optim *o, pose_param *const *ps, const pose_trainer_opts *opts,
+                                       double lr, int64_t step, const pose_gpu_bwd_hook **hook);
+pose_status pose_gpu_optim_fused_end(pose_gpu_optim *o, int ok, float *norm, size_t *bad);
 /* Host copies of parameter i's moments (either pointer may be NULL), and the reverse. */
 pose_status pose_gpu_optim_get(pose_gpu_optim *o, size_t i, int64_t numel, float *m, float *v);
 pose_status pose_gpu_optim_set(pose_gpu_optim *o, size_t i, int64_t numel, const float *m, const float *v);

@@ -64,11 +64,16 @@ typedef struct {
   int backward;
   float scale;              /* backward: gradient scale of sum(nll) */
   pose_kv_cache *kv;
+  const struct pose_gpu_bwd_hook *hook; /* cuda backward: the fused update's callbacks (core/model_gpu.h), or NULL */
   double sum;               /* out: sum of nll over scored rows */
   int64_t count;            /* out: scored rows */
 } pose_model_run_args;
 
 pose_status pose_model_run(pose_model *m, pose_model_run_args *a);
+/* pose_model_backward with the fused update's callbacks (cuda models; hook NULL = pose_model_backward). */
+pose_status pose_model_backward_hook(pose_model *m, const int64_t *ids, const int64_t *pos, const int64_t *targets,
+                                     int64_t B, int64_t T, double loss_scale, double *loss, int64_t *count,
+                                     const struct pose_gpu_bwd_hook *hook);
 
 struct pose_kv_cache {
   int64_t B, cap, len, layers, kvdim;

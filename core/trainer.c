@@ -42,6 +42,14 @@ pose_status pose_trainer_opts_check(const pose_trainer_opts *o) {
   if (o->warmup < 0) return pose_error(POSE_EINVAL, "trainer: warmup must be >= 0 (got %lld)", (long long)o->warmup);
   if (o->steps < 0) return pose_error(POSE_EINVAL, "trainer: steps must be >= 0 (got %lld)", (long long)o->steps);
   if (o->accum < 1) return pose_error(POSE_EINVAL, "trainer: accum must be >= 1 (got %d)", o->accum);
+  if (o->fused_update != 0 && o->fused_update != 1)
+    return pose_error(POSE_EINVAL, "trainer: fused_update must be 0 or 1 (got %d)", o->fused_update);
+  if (o->fused_update && o->accum != 1)
+    return pose_error(POSE_EINVAL, "trainer: fused_update needs accum = 1 (got %d): each layer is updated as soon as its "
+                      "gradient exists, before another micro-batch could add to it", o->accum);
+  if (o->fused_update && o->clip != 0)
+    return pose_error(POSE_EINVAL, "trainer: fused_update needs clip = 0 (got %g): clipping needs the global gradient "
+                      "norm before the first layer is updated", o->clip);
   if ((unsigned)o->schedule > POSE_SCHED_COSINE)
     return pose_error(POSE_EINVAL, "trainer: unknown schedule %d", (int)o->schedule);
   if (o->schedule != POSE_SCHED_CONSTANT) {
@@ -73,13 +81,27 @@ static pose_status model_backward(void *ctx, const int64_t *ids, const int64_t *
   return pose_model_backward(ctx, ids, pos, targets, B, T, loss_scale, loss, count);
 }
 
+static pose_status trainer_create(const pose_trainable *tb, const pose_trainer_opts *o, pose_model *model,
+                                  pose_trainer **out);
+
 pose_status pose_trainer_new(pose_model *m, const pose_trainer_opts *o, pose_trainer **out) {
+  *out = NULL;
   if (!m) return pose_error(POSE_EINVAL, "trainer: model is NULL");
   if (!pose_model_backward || !pose_model_num_params || !pose_model_param || !pose_model_zero_grad ||
       !pose_model_device)
     return pose_error(POSE_EUNSUPPORTED, "trainer: this build has no model backward");
+  if (o) POSE_TRY(pose_trainer_opts_check(o));
   pose_trainable tb = {m, model_num_params, model_param, model_zero_grad, model_backward, pose_model_device(m)};
-  return pose_trainer_new_trainable(&tb, o, out);
+  const int fused = o && o->fused_update;
+  if (fused && tb.dev.type == POSE_CPU)
+    return pose_error(POSE_EUNSUPPORTED, "trainer: fused_update needs a cuda model (the cpu trainer updates after "
+                      "the backward: its AdamW is a small part of a cpu step and there is no second stream to overlap "
+                      "it with)");
+#ifdef POSE_HAVE_CUDA
+  /* before the parameters are handed out: their gradient pointers are the slots' or the arena's */
+  if (tb.dev.type != POSE_CPU) POSE_TRY(pose_gpu_model_set_grad_slots(m, fused));
+#endif
+  return trainer_create(&tb, o, m, out);
 }
 
 /* ---- construction ---------------------------------------------------------------------------------------- */
@@ -101,6 +123,15 @@ void pose_trainer_free(pose_trainer *t) {
 
 pose_status pose_trainer_new_trainable(const pose_trainable *tb, const pose_trainer_opts *o, pose_trainer **out) {
   *out = NULL;
+  if (o && o->fused_update)
+    return pose_error(POSE_EUNSUPPORTED, "trainer: fused_update needs a cuda pose_model given to pose_trainer_new "
+                      "(it runs AdamW from inside the model's backward)");
+  return trainer_create(tb, o, NULL, out);
+}
+
+static pose_status trainer_create(const pose_trainable *tb, const pose_trainer_opts *o, pose_model *model,
+                                  pose_trainer **out) {
+  *out = NULL;
   if (!tb || !tb->num_params || !tb->param || !tb->zero_grad || !tb->backward)
     return pose_error(POSE_EINVAL, "trainer: incomplete trainable (num_params, param, zero_grad, backward)");
   pose_trainer_opts def;
@@ -115,6 +146,7 @@ pose_status pose_trainer_new_trainable(const pose_trainable *tb, const pose_trai
   if (!t) return pose_error(POSE_ENOMEM, "trainer: out of memory");
   t->tb = *tb;
   t->o = *o;
+  t->model = model;
   t->np = np;
   t->ps = calloc(np, sizeof *t->ps);
   t->m = calloc(np, sizeof *t->m);
@@ -150,7 +182,16 @@ pose_status pose_trainer_new_trainable(const pose_trainable *tb, const pose_trai
   }
 #ifdef POSE_HAVE_CUDA
   if (on_gpu) {
-    pose_status st = pose_gpu_optim_new(tb->dev.index, t->ps, np, &t->gpu);
+    int *group = NULL, ngroups = 0;
+    pose_status st = POSE_OK;
+    if (o->fused_update) { /* per layer, then the parameters outside the layers */
+      group = malloc(sizeof(int) * np);
+      if (!group) st = pose_error(POSE_ENOMEM, "trainer: out of memory");
+      for (size_t i = 0; group && i < np; i++) group[i] = pose_gpu_model_param_group(model, i);
+      ngroups = (int)model->cfg.layers + 1;
+    }
+    if (st == POSE_OK) st = pose_gpu_optim_new(tb->dev.index, t->ps, np, group, ngroups, &t->gpu);
+    free(group);
     if (st != POSE_OK) {
       pose_trainer_free(t);
       return st;
@@ -195,6 +236,52 @@ static int64_t count_scored(const int64_t *ids, const int64_t *targets, int64_t 
   return c;
 }
 
+#ifdef POSE_HAVE_CUDA
+/* One step with the fused update (trainer.h): the model's backward calls the optimizer after each layer. */
+static pose_status fused_step(pose_trainer *t, const int64_t *ids, const int64_t *pos, const int64_t *targets,
+                              int64_t B, int64_t T, int64_t expected, double *loss, double *lr_used,
+                              double *grad_norm) {
+  const long long k = (long long)t->step + 1;
+  if (!t->model || !t->gpu)
+    return pose_error(POSE_EINVAL, "trainer step %lld: fused_update needs a cuda model", k);
+  if (t->o.accum != 1 || t->o.clip != 0)
+    return pose_error(POSE_EINVAL, "trainer step %lld: fused_update needs accum = 1 and clip = 0 (got %d, %g)", k,
+                      t->o.accum, t->o.clip);
+  pose_status st = pose_gpu_model_set_grad_slots(t->model, 1);
+  if (st != POSE_OK) return pose_error_prefix(st, "trainer step %lld: ", k);
+  const double lr = pose_trainer_lr_at(t, t->step);
+  const pose_gpu_bwd_hook *hook = NULL;
+  if ((st = pose_gpu_optim_fused_begin(t->gpu, t->ps, &t->o, lr, t->step + 1, &hook)) != POSE_OK)
+    return pose_error_prefix(st, "trainer step %lld: ", k);
+  double li = 0;
+  int64_t ci = 0;
+  float gnorm = 0;
+  size_t bad = t->np;
+  st = pose_model_backward_hook(t->model, ids, pos, targets, B, T, 1.0, &li, &ci, hook);
+  pose_status st2 = pose_gpu_optim_fused_end(t->gpu, st == POSE_OK, &gnorm, &bad);
+  if (st != POSE_OK)
+    return pose_error_prefix(st, st == POSE_ENUMERIC ? "trainer step %lld (fused update: nothing was updated): "
+                                                     : "trainer step %lld (fused update: layers whose backward had "
+                                                       "finished may have been updated): ", k);
+  if (st2 != POSE_OK) return pose_error_prefix(st2, "trainer step %lld: ", k);
+  if (ci != expected)
+    return pose_error(POSE_EINVAL, "trainer step %lld: the backward scored %lld targets where %lld were expected", k,
+                      (long long)ci, (long long)expected);
+  if (bad < t->np) {
+    const char *name = t->ps[bad]->name ? t->ps[bad]->name : "?";
+    return pose_error(POSE_ENUMERIC, "trainer step %lld: gradient norm is %g (non-finite gradient in '%s'); loss was "
+                      "%g; fused update: the layers with finite gradients were updated, those with non-finite ones "
+                      "were not, and the step count stays %lld (reload a saved state)", k, (double)gnorm, name, li,
+                      (long long)t->step);
+  }
+  t->step++;
+  if (loss) *loss = li;
+  if (lr_used) *lr_used = lr;
+  if (grad_norm) *grad_norm = gnorm;
+  return POSE_OK;
+}
+#endif
+
 pose_status pose_trainer_step(pose_trainer *t, const int64_t *ids, const int64_t *pos, const int64_t *targets,
                               int64_t B, int64_t T, double *loss, double *lr_used, double *grad_norm) {
   if (!t) return pose_error(POSE_EINVAL, "trainer: NULL trainer");
@@ -232,6 +319,20 @@ pose_status pose_trainer_step(pose_trainer *t, const int64_t *ids, const int64_t
 
   pose_status st = POSE_OK;
   double mean = 0;
+#ifdef POSE_HAVE_CUDA
+  if (t->o.fused_update) {
+    st = fused_step(t, ids, pos ? pos : defpos, targets, B, T, counts[0], loss, lr_used, grad_norm);
+    free(counts);
+    free(defpos);
+    return st;
+  }
+  /* a fused trainer created on the same model since may have moved its gradients into slots */
+  if (t->model && t->gpu && (st = pose_gpu_model_set_grad_slots(t->model, 0)) != POSE_OK) {
+    free(counts);
+    free(defpos);
+    return pose_error_prefix(st, "trainer step %lld: ", k);
+  }
+#endif
   t->tb.zero_grad(t->tb.ctx);
   for (int i = 0; i < A; i++) {
     if (counts[i] == 0) continue;

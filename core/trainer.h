@@ -38,11 +38,33 @@ typedef struct {
   pose_schedule schedule;
   int accum;         /* micro-batches per optimizer step */
   uint64_t sr_seed;  /* pure-bf16 cuda models: Philox key of AdamW's stochastic rounding (default 0) */
+  int fused_update;  /* cuda models only (see below); 0 = off (default) */
 } pose_trainer_opts;
+
+/* fused_update = 1 (cuda models created through pose_trainer_new; needs accum == 1 and clip == 0): the AdamW of
+ * each decoder layer runs inside the backward, as soon as that layer's gradients exist, on a second CUDA stream that
+ * overlaps the next layers' backward; the gradients live in two alternating layer-sized slots plus the embedding /
+ * final norm / LM head region instead of a full fp32 gradient per parameter (4 bytes per parameter less; the model
+ * keeps these slots, and pose_model_grad_get answers POSE_EUNSUPPORTED, until a trainer without fused_update is
+ * created on it). With fp32 masters the numbers are those of the unfused step bit for bit: same gradients, same
+ * global norm (reported as grad_norm), same update arithmetic. Under the bf16 policy the layer slots hold bf16
+ * gradients (the peer's precision; 2 more bytes per parameter of traffic saved), each rounded once from the fp32
+ * accumulators, so the trajectory follows the unfused one within the policy's tolerance; grad_norm is the norm of
+ * those gradients; the stochastic-rounding stream (sr_seed, step, parameter, element) is the same.
+ * Why not with clipping or accumulation: the clip coefficient needs the global norm before any update, and
+ * accumulation needs every micro-batch before any update. The cpu trainer refuses it (POSE_EUNSUPPORTED): its
+ * update is a small part of a cpu step and there is no second stream to overlap it with.
+ * Non-finite values: a non-finite loss skips every update. A non-finite gradient is found per layer (its sum of
+ * squares, on the device) only after the layers above it were already updated: the step then answers POSE_ENUMERIC
+ * naming the first parameter (in parameter order) whose gradient is not finite, and leaves the model as follows:
+ * every layer whose gradients were all finite (and the embedding / final norm / LM head group, if its were) got
+ * AdamW update number steps_done + 1 (weights, moments, bf16 copies); every layer with a non-finite gradient is
+ * unchanged; the step count is NOT advanced. Such a model is a mix of two steps: reload a saved trainer state. */
 
 void pose_trainer_defaults(pose_trainer_opts *o);
 /* POSE_EINVAL naming the first bad field: lr < 0, betas outside [0, 1), eps < 0, weight_decay < 0, clip < 0,
- * warmup < 0, steps < 0, linear/cosine without steps (or with warmup > steps), accum < 1, non-finite values. */
+ * warmup < 0, steps < 0, linear/cosine without steps (or with warmup > steps), accum < 1, non-finite values,
+ * fused_update with accum > 1 or clip > 0. */
 pose_status pose_trainer_opts_check(const pose_trainer_opts *o);
 
 /* What the trainer drives: a list of fp32 parameters with gradients and a backward that ADDS
@@ -89,7 +111,9 @@ pose_status pose_trainer_moments(const pose_trainer *t, size_t i, float *exp_avg
  * save creates dir (one level) when missing and writes dir/trainer_state.bin through a temporary file and a
  * rename, so a crash leaves either the old state or the new one. load checks the file (magic, version, sizes,
  * checksum) and that every parameter's name and shape matches the trainer's before changing anything, then
- * restores weights, moments, step count and options (the saved options replace the trainer's). *user receives a
+ * restores weights, moments, step count and options (the saved options replace the trainer's, except fused_update,
+ * which is how this trainer runs rather than training state: it is not saved and is kept; a fused trainer refuses
+ * a state saved with accum > 1 or clip > 0). *user receives a
  * malloc'ed copy of the blob (caller frees; NULL when user_len is 0); user may be NULL to ignore it.
  *
  * trainer_state.bin, all integers and floats little-endian:

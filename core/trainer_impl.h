@@ -12,6 +12,7 @@ struct pose_trainer {
   pose_param **ps;  /* the trainable's parameters, in its order */
   float **m, **v;   /* exp_avg, exp_avg_sq per parameter (CPU parameters) */
   struct pose_gpu_optim *gpu; /* the moments and the update on the device (GPU parameters) */
+  pose_model *model;          /* the model when created by pose_trainer_new (NULL for other trainables) */
 };
 
 #endif

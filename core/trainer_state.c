@@ -326,6 +326,12 @@ pose_status pose_trainer_load_state(pose_trainer *t, const char *dir, void **use
   pose_trainer_opts o;
   pose_trainer_defaults(&o);
   if ((st = parse_opts(cJSON_GetObjectItemCaseSensitive(root, "opts"), path, &o))) goto done;
+  o.fused_update = t->o.fused_update; /* how this trainer runs, not training state */
+  if (o.fused_update && (o.accum != 1 || o.clip != 0)) {
+    st = pose_error(POSE_EINVAL, "trainer state '%s': saved with accum=%d, clip=%g, which a trainer with fused_update "
+                    "cannot run (it needs accum 1 and clip 0)", path, o.accum, o.clip);
+    goto done;
+  }
   uint64_t data_bytes = 0;
   if ((st = check_params(t, cJSON_GetObjectItemCaseSensitive(root, "params"), path, &data_bytes))) goto done;
   uint64_t ul = (uint64_t)ulen;

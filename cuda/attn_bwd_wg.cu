@@ -15,6 +15,9 @@
 //   S = Q K^T, dP = dO V^T, dS = P (dP - Dsum), dQ += dS K (B = K MN-major).
 // lse and Dsum of a query tile are read by the producer warp with plain loads into the stage (they are not 16-byte
 // aligned rows, so no TMA); its 32 lanes arrive on the stage's full barrier next to the TMA transaction count.
+// Two versions: the first (POSE_ATTN_BWD=wg1, wg64) retires every product within its tile; version 2 (default,
+// "version 2" below) keeps the register-A products in flight into the next tile, masks only boundary tiles and
+// runs three stages where shared memory allows.
 #include <limits.h>
 #include <math.h>
 #include <stdlib.h>

@@ -9,7 +9,9 @@
 //   rope(q), rope(k) in place        att, lse = attention(q, k, v)  (flash kernels; reference kernels for odd heads)
 //   x1 = x + att Wo^T (+ bo)         (GEMM with beta = 1 onto a copy of x: the sum is rounded once)
 //   h2 = rmsnorm(x1)                 gu = h2 [Wg;Wu]^T [N,2I]    a = silu(g) * u    y = x1 + a Wd^T
-// The backward mirrors it (weight gradients accumulate into the fp32 arena through GEMMs with beta = 1), the LM
+// The backward mirrors it (weight gradients go to the fp32 arena through GEMMs: beta = 0 for a parameter's first
+// writer after zero_grad (lazy zeroing), beta = 1 for the next ones; or, for the trainer's fused update, to two
+// alternating layer slots, with the optimizer's callbacks after each layer), the LM
 // head and cross-entropy run in row chunks (logits of at most HEAD_BYTES at a time, never [N,V] in fp32), and the
 // embedding gradient is summed deterministically. Training keeps each layer's activations, or (POSE_RECOMPUTE_LAYER)
 // only each layer's input and recomputes the layer's forward just before its backward.
@@ -32,7 +34,11 @@ static pose_status dev_stream(int dev, cudaStream_t *out) {
   if (dev < 0 || dev >= MAX_DEV) return pose_error(POSE_EINVAL, "cuda: device index %d out of range", dev);
   PC_CU(cudaSetDevice(dev), "cudaSetDevice");
   if (!g_stream_ok[dev]) {
-    PC_CU(cudaStreamCreateWithFlags(&g_streams[dev], cudaStreamNonBlocking), "stream creation");
+    // the highest priority: the fused update's second stream (default priority, the lowest) then only fills the SMs
+    // that the model's kernels leave idle instead of delaying the backward's critical path
+    int least = 0, greatest = 0;
+    PC_CU(cudaDeviceGetStreamPriorityRange(&least, &greatest), "stream priorities");
+    PC_CU(cudaStreamCreateWithPriority(&g_streams[dev], cudaStreamNonBlocking, greatest), "stream creation");
     g_stream_ok[dev] = 1;
   }
   *out = g_streams[dev];
@@ -44,7 +50,7 @@ extern "C" pose_status pc_device_stream(int dev, cudaStream_t *out) { return dev
 static size_t g_reset_used[MAX_DEV];
 
 extern "C" pose_status pose_gpu_memory(int dev, int reset, size_t *used, size_t *peak) {
-  cudaStream_t s;
+  cudaStream_t s = NULL;
   POSE_TRY(dev_stream(dev, &s));
   cudaMemPool_t pool;
   PC_CU(cudaDeviceGetDefaultMemPool(&pool, dev), "cudaDeviceGetDefaultMemPool");
@@ -84,7 +90,7 @@ static pose_status check_supported(const pose_model *m) {
 }
 
 // Arena offsets: tensors read by one GEMM adjacent (k|v, gate|up and their biases), every group 256-byte aligned.
-static size_t gpu_layout(const pose_model *m, size_t *off) {
+static size_t gpu_layout(const pose_model *m, size_t *off, int *grp, size_t *layer_lo, size_t *span, size_t *rest_lo) {
   size_t n = m->n_params, cur = 0;
   char *placed = (char *)calloc(n ? n : 1, 1);
   if (!placed) return 0;
@@ -94,12 +100,24 @@ static size_t gpu_layout(const pose_model *m, size_t *off) {
     if (a >= 0 && !placed[a]) { off[a] = cur; cur += (size_t)m->params[a].numel; placed[a] = 1; }
     if (b >= 0 && !placed[b]) { off[b] = cur; cur += (size_t)m->params[b].numel; placed[b] = 1; }
   };
+  *span = 0;
+  for (size_t i = 0; i < n; i++) grp[i] = (int)m->cfg.layers;
   for (int64_t l = 0; l < m->cfg.layers; l++) {
     const pose_layer_idx *L = &m->layer[l];
+    align();
+    layer_lo[l] = cur;
     group(L->q_w, -1); group(L->k_w, L->v_w); group(L->q_b, -1); group(L->k_b, L->v_b);
     group(L->o_w, -1); group(L->o_b, -1); group(L->mg_w, L->mu_w); group(L->mg_b, L->mu_b);
     group(L->md_w, -1); group(L->md_b, -1); group(L->ln1_w, -1); group(L->ln2_w, -1);
+    const int li[] = {L->q_w, L->k_w, L->v_w, L->q_b, L->k_b, L->v_b, L->o_w, L->o_b, L->mg_w, L->mu_w,
+                      L->mg_b, L->mu_b, L->md_w, L->md_b, L->ln1_w, L->ln2_w};
+    for (int j = 0; j < 16; j++)
+      if (li[j] >= 0) grp[li[j]] = (int)l;
+    align();
+    if (cur - layer_lo[l] > *span) *span = cur - layer_lo[l];
   }
+  align();
+  *rest_lo = cur;
   for (size_t i = 0; i < n; i++) group((int)i, -1);
   align();
   free(placed);
@@ -116,8 +134,11 @@ extern "C" pose_status pose_gpu_model_new(pose_model *m) {
   G->dev = m->dev.index;
   POSE_TRY(dev_stream(G->dev, &G->s));
   G->off = (size_t *)calloc(m->n_params ? m->n_params : 1, sizeof(size_t));
-  if (!G->off) return pose_error(POSE_ENOMEM, "model: out of memory");
-  G->numel = gpu_layout(m, G->off);
+  G->gz = (unsigned char *)calloc(m->n_params ? m->n_params : 1, 1);
+  G->group = (int *)calloc(m->n_params ? m->n_params : 1, sizeof(int));
+  G->layer_lo = (size_t *)calloc(m->cfg.layers > 0 ? (size_t)m->cfg.layers : 1, sizeof(size_t));
+  if (!G->off || !G->gz || !G->group || !G->layer_lo) return pose_error(POSE_ENOMEM, "model: out of memory");
+  G->numel = gpu_layout(m, G->off, G->group, G->layer_lo, &G->span, &G->rest_lo);
   if (!G->numel) return pose_error(POSE_ENOMEM, "model: out of memory");
   G->ref_attn = m->cfg.head_dim != 64 && m->cfg.head_dim != 128;
   pose_status st = galloc((void **)&G->w, G->numel * sizeof(float), G->s);
@@ -143,6 +164,8 @@ extern "C" void pose_gpu_model_free(pose_model *m) {
   if (G->s) {
     pc_scratch_free(G->w, G->s);
     pc_scratch_free(G->g, G->s);
+    pc_scratch_free(G->gslot, G->s);
+    pc_scratch_free(G->gscr, G->s);
     pc_scratch_free(G->wc, G->s);
     pc_scratch_free(G->inv_freq, G->s);
     cudaStreamSynchronize(G->s);
@@ -151,26 +174,139 @@ extern "C" void pose_gpu_model_free(pose_model *m) {
   if (G->cs) cudaStreamDestroy(G->cs);
   if (G->host_ckpt) cudaFreeHost(G->host_ckpt);
   free(G->off);
+  free(G->gz);
+  free(G->group);
+  free(G->layer_lo);
+  free(G->scr_off);
+  free(G->scr_pending);
   free(G);
   m->gpu = NULL;
   for (size_t i = 0; i < m->n_params; i++) m->params[i].w = m->params[i].g = NULL, m->params[i].w_bf16 = NULL;
 }
 
+// Slot memory in fp32 units: two layer slots (fp32, or bf16 = half the bytes) and the fp32 region of the others.
+static size_t slot_elems(const pose_gpu_model *G) {
+  return (G->slot_bf16 ? G->span : 2 * G->span) + (G->numel - G->rest_lo);
+}
+
 extern "C" pose_status pose_gpu_model_ensure_grads(pose_model *m) {
   pose_gpu_model *G = m->gpu;
-  if (G->g) return POSE_OK;
+  if (G->slots ? G->gslot != NULL : G->g != NULL) return POSE_OK;
   PC_CU(cudaSetDevice(G->dev), "cudaSetDevice");
+  if (G->slots) {
+    G->slot_bf16 = G->bf16 && !G->no_bf16_slots;
+    const size_t n = slot_elems(G);
+    pose_status st = galloc((void **)&G->gslot, n * sizeof(float), G->s);
+    if (st != POSE_OK) return pose_error_prefix(st, "model: gradient slots (%.2f GB): ", n * 4.0 / 1e9);
+    // fp32 scratch for a layer's small gradients (norm weights, biases) bound for bf16 slots: one region each,
+    // packed in arena order so that adjacent pairs (k|v, gate|up biases) stay adjacent
+    if (!G->scr_off) G->scr_off = (size_t *)calloc(m->n_params ? m->n_params : 1, sizeof(size_t));
+    if (!G->scr_pending) G->scr_pending = (unsigned char *)calloc(m->n_params ? m->n_params : 1, 1);
+    if (!G->scr_off || !G->scr_pending) return pose_error(POSE_ENOMEM, "model: out of memory");
+    int *lst = (int *)malloc(sizeof(int) * (m->n_params ? m->n_params : 1));
+    if (!lst) return pose_error(POSE_ENOMEM, "model: out of memory");
+    size_t sc = 64;
+    for (int64_t l = 0; l < m->cfg.layers; l++) {
+      int k = 0;
+      for (size_t i = 0; i < m->n_params; i++) // layer l's small parameters, insertion-sorted by arena offset
+        if (G->group[i] == l && m->kinds[i] != POSE_PK_MATRIX) {
+          int j = k++;
+          while (j > 0 && G->off[lst[j - 1]] > G->off[i]) lst[j] = lst[j - 1], j--;
+          lst[j] = (int)i;
+        }
+      size_t cur = 0;
+      for (int j = 0; j < k; j++) G->scr_off[lst[j]] = cur, cur += (size_t)m->params[lst[j]].numel;
+      if (cur > sc) sc = cur;
+    }
+    free(lst);
+    memset(G->scr_pending, 0, m->n_params);
+    if (G->slot_bf16 && G->gscr_n < sc) {
+      pc_scratch_free(G->gscr, G->s);
+      G->gscr = NULL;
+      G->gscr_n = 0;
+      st = galloc((void **)&G->gscr, sc * sizeof(float), G->s);
+      if (st != POSE_OK) return pose_error_prefix(st, "model: gradient scratch: ");
+      G->gscr_n = sc;
+    }
+    bf16 *lb = (bf16 *)G->gslot;
+    float *rest = G->slot_bf16 ? (float *)(lb + 2 * G->span) : G->gslot + 2 * G->span;
+    for (size_t i = 0; i < m->n_params; i++) {
+      const int l = G->group[i];
+      const size_t o = l < m->cfg.layers ? (size_t)(l % 2) * G->span + (G->off[i] - G->layer_lo[l]) : 0;
+      if (l >= m->cfg.layers) m->params[i].g = rest + (G->off[i] - G->rest_lo), m->params[i].g_bf16 = 0;
+      else if (G->slot_bf16) m->params[i].g = (float *)(void *)(lb + o), m->params[i].g_bf16 = 1;
+      else m->params[i].g = G->gslot + o, m->params[i].g_bf16 = 0;
+      G->gz[i] = 1; // whatever the slot holds, nothing has been written for this parameter
+    }
+    return POSE_OK;
+  }
   pose_status st = galloc((void **)&G->g, G->numel * sizeof(float), G->s);
   if (st != POSE_OK) return pose_error_prefix(st, "model: gradients (%.2f GB): ", G->numel * 4.0 / 1e9);
   PC_CU(cudaMemsetAsync(G->g, 0, G->numel * sizeof(float), G->s), "memset");
-  for (size_t i = 0; i < m->n_params; i++) m->params[i].g = G->g + G->off[i];
+  for (size_t i = 0; i < m->n_params; i++) m->params[i].g = G->g + G->off[i], m->params[i].g_bf16 = 0, G->gz[i] = 0;
   return POSE_OK;
 }
 
 extern "C" pose_status pose_gpu_model_zero_grad(pose_model *m) {
+  pose_gpu_model *G = m->gpu;
   POSE_TRY(pose_gpu_model_ensure_grads(m));
-  PC_CU(cudaMemsetAsync(m->gpu->g, 0, m->gpu->numel * sizeof(float), m->gpu->s), "memset");
+  if (G->eager_zero || pc_fam_generic(m)) { // (the GPT-J / NeoX / Baichuan decoder only adds to its gradients)
+    PC_CU(cudaMemsetAsync(G->slots ? G->gslot : G->g, 0, (G->slots ? slot_elems(G) : G->numel) * sizeof(float), G->s),
+          "memset");
+    memset(G->gz, 0, m->n_params);
+  } else {
+    memset(G->gz, 1, m->n_params);
+  }
   return POSE_OK;
+}
+
+extern "C" void pose_gpu_model_set_lazy_zero(pose_model *m, int on) { m->gpu->eager_zero = !on; }
+
+// Gradient slots of another dtype: reallocated (their content is transient anyway).
+static pose_status slots_realloc(pose_model *m) {
+  pose_gpu_model *G = m->gpu;
+  if (!G->slots || !G->gslot) return POSE_OK;
+  pc_scratch_free(G->gslot, G->s);
+  G->gslot = NULL;
+  for (size_t i = 0; i < m->n_params; i++) m->params[i].g = NULL;
+  return pose_gpu_model_ensure_grads(m);
+}
+
+extern "C" pose_status pose_gpu_model_set_bf16_slots(pose_model *m, int on) {
+  m->gpu->no_bf16_slots = !on;
+  return slots_realloc(m);
+}
+extern "C" void pose_gpu_model_set_head_rows(pose_model *m, int64_t rows) { m->gpu->head_rows = rows > 0 ? rows : 0; }
+
+extern "C" pose_status pose_gpu_model_set_grad_slots(pose_model *m, int on) {
+  pose_gpu_model *G = m->gpu;
+  on = on != 0;
+  if (G->slots == on) return POSE_OK;
+  if (on && pc_fam_generic(m))
+    return pose_error(POSE_EUNSUPPORTED, "model: the fused update (gradient slots, per-layer optimizer callbacks) is "
+                      "implemented for the LLaMA family's GPU decoder, not for %s", m->cfg.model_type);
+  PC_CU(cudaSetDevice(G->dev), "cudaSetDevice");
+  // stream-ordered frees: every earlier use of the old buffers on this stream completes first
+  if (on) {
+    pc_scratch_free(G->g, G->s);
+    G->g = NULL;
+  } else {
+    pc_scratch_free(G->gslot, G->s);
+    G->gslot = NULL;
+  }
+  for (size_t i = 0; i < m->n_params; i++) m->params[i].g = NULL;
+  G->slots = on;
+  return pose_gpu_model_ensure_grads(m);
+}
+
+extern "C" int pose_gpu_model_grad_slots(const pose_model *m) { return m->gpu && m->gpu->slots; }
+
+extern "C" int pose_gpu_model_param_group(const pose_model *m, size_t i) { return m->gpu->group[i]; }
+
+extern "C" size_t pose_gpu_model_grad_bytes(const pose_model *m) {
+  const pose_gpu_model *G = m->gpu;
+  if (G->slots) return G->gslot ? slot_elems(G) * sizeof(float) : 0;
+  return G->g ? G->numel * sizeof(float) : 0;
 }
 
 // Pure-bf16 policy <-> fp32 masters. To bf16: the bf16 copies (RNE of the masters) become the weights and the fp32
@@ -194,14 +330,14 @@ extern "C" pose_status pose_gpu_model_set_bf16(pose_model *m, int on) {
     PC_CU(cudaStreamSynchronize(G->s), "model");
   }
   G->bf16 = on;
-  return POSE_OK;
+  return slots_realloc(m); // bf16 layer slots follow the policy
 }
 
 extern "C" int pose_gpu_model_is_bf16(const pose_model *m) { return m->gpu && m->gpu->bf16; }
 
 // host fp32 <-> device bf16 through a device fp32 staging buffer (RNE on the way in)
 extern "C" pose_status pose_gpu_bf16_get(int dev, const uint16_t *src, int64_t n, float *dst) {
-  cudaStream_t s;
+  cudaStream_t s = NULL;
   POSE_TRY(dev_stream(dev, &s));
   if (n <= 0) return POSE_OK;
   float *tmp = NULL;
@@ -216,7 +352,7 @@ extern "C" pose_status pose_gpu_bf16_get(int dev, const uint16_t *src, int64_t n
 }
 
 extern "C" pose_status pose_gpu_bf16_set(int dev, uint16_t *dst, int64_t n, const float *src) {
-  cudaStream_t s;
+  cudaStream_t s = NULL;
   POSE_TRY(dev_stream(dev, &s));
   if (n <= 0) return POSE_OK;
   float *tmp = NULL;
@@ -243,7 +379,7 @@ extern "C" pose_status pose_gpu_kv_alloc(const pose_model *m, pose_kv_cache *kv)
 
 extern "C" void pose_gpu_kv_free(pose_kv_cache *kv) {
   if (!kv->dev_kv) return;
-  cudaStream_t s;
+  cudaStream_t s = NULL;
   if (dev_stream(kv->dev, &s) != POSE_OK) return;
   pc_scratch_free(kv->dev_kv, s);
   cudaStreamSynchronize(s);
@@ -289,7 +425,10 @@ extern "C" pose_status pose_gpu_param_get(pose_model *m, size_t i, int which, fl
   const pose_param *p = &m->params[i];
   PC_CU(cudaSetDevice(G->dev), "cudaSetDevice");
   size_t bytes = sizeof(float) * (size_t)p->numel;
-  if (which == 1 && !p->g) {
+  if (which == 1 && G->slots)
+    return pose_error(POSE_EUNSUPPORTED, "model: gradients are transient under the trainer's fused update "
+                      "(fused_update = true keeps two layer slots, not a gradient per parameter)");
+  if (which == 1 && (!p->g || G->gz[i])) { // never allocated, or zeroed lazily
     memset(dst, 0, bytes);
     return POSE_OK;
   }
@@ -348,6 +487,8 @@ struct run_ctx {
   int64_t B, T, N;
   int train, rec, logits32;
   pose_kv_cache *kv; // decoding: append k|v to the cache, attend to it, logits of each row's last token
+  const pose_gpu_bwd_hook *hook; // training with the fused update: the optimizer's per-layer callbacks
+  int64_t head_rows;             // 0, or a smaller LM-head chunk (tests)
   int offl;          // recompute="offload" (implies rec)
   int64_t C;         // MLP row chunk (C >= N: one chunk)
 };
@@ -394,6 +535,7 @@ static void ws_layout(const pose_model *m, const run_ctx &rc, workspace *w, bump
   size_t elt = rc.logits32 ? 4 : 2;
   int64_t R = (int64_t)(HEAD_BYTES / (V * elt));
   R = R >= 64 ? R / 64 * 64 : (R < 1 ? 1 : R);
+  if (rc.head_rows > 0 && R > rc.head_rows) R = rc.head_rows;
   if (R > rc.N) R = rc.N;
   w->R = R;
   w->head = (bf16 *)b->take<char>((size_t)R * V * elt);
@@ -408,6 +550,95 @@ static void ws_layout(const pose_model *m, const run_ctx &rc, workspace *w, bump
     w->dA = b->take<bf16>(a);
     w->dB = b->take<bf16>(n * (Q + 2 * KV));
   }
+}
+
+// ---- lazy zeroing: the first writer of a parameter's gradient in a step overwrites it ------------------------------
+
+// Clears parameter i's gradient for real if it is only logically zero (before a kernel that can only add).
+static pose_status grad_clear(pose_model *m, int i) {
+  pose_gpu_model *G = m->gpu;
+  if (i < 0 || !G->gz[i]) return POSE_OK;
+  const size_t esz = m->params[i].g_bf16 ? 2 : 4;
+  PC_CU(cudaMemsetAsync(m->params[i].g, 0, esz * (size_t)m->params[i].numel, G->s), "memset");
+  G->gz[i] = 0;
+  return POSE_OK;
+}
+
+// beta for a weight-gradient GEMM writing parameter a (and b, adjacent, the same GEMM): 0 overwrites when both are
+// logically zero; otherwise any still-zero one is cleared and the GEMM accumulates. (Overwriting gives the same
+// bits as adding onto zeros, except that an exact -0 may stay -0; AdamW cannot tell the two apart.)
+static pose_status dw_beta(pose_model *m, int a, int b, float *beta) {
+  pose_gpu_model *G = m->gpu;
+  const int za = a >= 0 && G->gz[a], zb = b >= 0 && G->gz[b];
+  if (za && (b < 0 || zb)) {
+    G->gz[a] = 0;
+    if (b >= 0) G->gz[b] = 0;
+    *beta = 0.0f;
+    return POSE_OK;
+  }
+  POSE_TRY(grad_clear(m, a));
+  POSE_TRY(grad_clear(m, b));
+  *beta = 1.0f;
+  return POSE_OK;
+}
+
+// Every gradient of `group` (a layer, or cfg.layers for the others) not written by this backward: cleared, so that
+// what the optimizer reads is the zero gradient it stands for.
+// Small gradients summed in fp32 scratch for bf16 slots are converted into their slots here.
+static pose_status grads_settle(pose_model *m, int group) {
+  pose_gpu_model *G = m->gpu;
+  for (size_t i = 0; i < m->n_params; i++) {
+    if (G->group[i] != group && group >= 0) continue;
+    if (G->scr_pending && G->scr_pending[i]) {
+      POSE_TRY(pose_cuda_convert(m->params[i].g, POSE_BF16, G->gscr + G->scr_off[i], POSE_F32, m->params[i].numel,
+                                 G->s));
+      G->scr_pending[i] = 0;
+    }
+    POSE_TRY(grad_clear(m, (int)i));
+  }
+  return POSE_OK;
+}
+
+// dW[out,in] (+)= dy[N,out]^T x[N,in] (fp32) into parameter wi's gradient (and wj's, adjacent: a fused projection)
+static pose_status lin_dw_lazy(pose_model *m, int wi, int wj, const bf16 *dy, int64_t lddy, int64_t N, int64_t out,
+                          const bf16 *x, int64_t in) {
+  if (wi < 0) return POSE_OK;
+  float beta = 1.0f;
+  POSE_TRY(dw_beta(m, wi, wj, &beta));
+  // bf16 slots: the fp32 accumulators rounded once to bf16 (written once per backward: beta 0)
+  return gemm(m->gpu, 1, 0, out, in, N, dy, lddy, x, in, m->params[wi].g, m->params[wi].g_bf16 ? POSE_BF16 : POSE_F32,
+              in, beta, NULL);
+}
+
+// Where an adding kernel should put small parameter i's gradient: the parameter itself (fp32), or, bound for a bf16
+// slot, its fp32 scratch region (cleared by its first writer of the backward; converted by grads_settle).
+static pose_status small_grad_dst(pose_model *m, int i, float **dst) {
+  pose_gpu_model *G = m->gpu;
+  *dst = G32(m, i);
+  if (i < 0 || !m->params[i].g_bf16) return POSE_OK;
+  if (!G->gscr || G->scr_off[i] + (size_t)m->params[i].numel > G->gscr_n)
+    return pose_error(POSE_EINVAL, "model: no gradient scratch for '%s'", m->params[i].name);
+  *dst = G->gscr + G->scr_off[i];
+  if (G->gz[i]) {
+    PC_CU(cudaMemsetAsync(*dst, 0, sizeof(float) * (size_t)m->params[i].numel, G->s), "memset");
+    G->gz[i] = 0;
+  }
+  G->scr_pending[i] = 1;
+  return POSE_OK;
+}
+static pose_status bias_grad_lazy(pose_model *m, int bi, int bj, const bf16 *dy, int64_t ld, int64_t N, int64_t C) {
+  if (bi < 0) return POSE_OK;
+  if (m->params[bi].g_bf16) { // bf16 slots: summed in fp32 scratch (the pair's regions are adjacent)
+    float *db = NULL, *dj = NULL;
+    POSE_TRY(small_grad_dst(m, bi, &db));
+    POSE_TRY(small_grad_dst(m, bj, &dj));
+    if (dj && dj != db + m->params[bi].numel)
+      return pose_error(POSE_EINVAL, "model: bias pair '%s' not adjacent in the gradient scratch", m->params[bi].name);
+    return pose_cuda_colsum_add(dy, POSE_BF16, N, C, ld, db, m->gpu->s);
+  }
+  POSE_TRY(grad_clear(m, bi));
+  POSE_TRY(grad_clear(m, bj));
+  return pose_cuda_colsum_add(dy, POSE_BF16, N, C, ld, m->params[bi].g, m->gpu->s);
 }
 
 // Largest temporary a kernel of the run allocates on top of the workspace (stream-ordered scratch): the attention
@@ -434,6 +665,13 @@ static pose_status rms_fwd(pose_model *m, int w_idx, const bf16 *x, int64_t N, b
 // dx (+)= the gradient at the norm's input; the norm weight's gradient is added to its fp32 slot
 static pose_status rms_bwd(pose_model *m, int w_idx, const bf16 *x, const float *rs, const bf16 *dy, int64_t N,
                            bf16 *dx, int acc) {
+  if (w_idx >= 0 && m->params[w_idx].g_bf16) { // bf16 slots: summed in fp32 scratch, converted by grads_settle
+    float *dw = NULL;
+    POSE_TRY(small_grad_dst(m, w_idx, &dw));
+    return pose_cuda_norm_bwd(1, x, POSE_BF16, NW(m, w_idx), NWDT(m), NULL, rs, dy, N, m->cfg.hidden, dx, acc, dw,
+                              NULL, m->gpu->s);
+  }
+  POSE_TRY(grad_clear(m, w_idx));
   return pose_cuda_norm_bwd(1, x, POSE_BF16, NW(m, w_idx), NWDT(m), NULL, rs, dy, N, m->cfg.hidden, dx, acc,
                             G32(m, w_idx), NULL, m->gpu->s);
 }
@@ -550,19 +788,19 @@ static pose_status layer_bwd(pose_model *m, int64_t l, layer_acts *A, const bf16
     mlp_bufs(m, A, r0, &h2, &gu, &a);
     if (!A->mlp_full) POSE_TRY(mlp_rows_fwd(m, l, A, A->x1, r0, rr));
     POSE_TRY(lin_dx(G, dres, D, rr, D, WC(m, L->md_w), I, da, 0.0f));
-    POSE_TRY(lin_dw(G, dres, D, rr, D, a, I, G32(m, L->md_w)));
-    POSE_TRY(bias_grad(G, dres, D, rr, D, G32(m, L->md_b)));
+    POSE_TRY(lin_dw_lazy(m, L->md_w, -1, dres, D, rr, D, a, I));
+    POSE_TRY(bias_grad_lazy(m, L->md_b, -1, dres, D, rr, D));
     POSE_TRY(pose_cuda_act_bwd(act_kind(m), gu, gu + I, 2 * I, POSE_BF16, rr, I, da, gu, gu + I, 2 * I, G->s));
     POSE_TRY(lin_dx(G, gu, 2 * I, rr, 2 * I, WC(m, L->mg_w), D, dh2, 0.0f));
-    POSE_TRY(lin_dw(G, gu, 2 * I, rr, 2 * I, h2, D, G32(m, L->mg_w)));
-    POSE_TRY(bias_grad(G, gu, 2 * I, rr, 2 * I, G32(m, L->mg_b)));
+    POSE_TRY(lin_dw_lazy(m, L->mg_w, L->mu_w, gu, 2 * I, rr, 2 * I, h2, D));
+    POSE_TRY(bias_grad_lazy(m, L->mg_b, L->mu_b, gu, 2 * I, rr, 2 * I));
     POSE_TRY(rms_bwd(m, L->ln2_w, A->x1 + r0 * D, A->rs2 + r0, dh2, rr, dres, 1));
   }
   // attention: datt = dres Wo; flash backward; inverse rotation; dh1 = dq Wq + dkv [Wk;Wv]
   bf16 *datt = w->dA, *dq = w->dB, *dkv = w->dB + N * Q;
   POSE_TRY(lin_dx(G, w->dres, D, N, D, WC(m, L->o_w), Q, datt, 0.0f));
-  POSE_TRY(lin_dw(G, w->dres, D, N, D, A->att, Q, G32(m, L->o_w)));
-  POSE_TRY(bias_grad(G, w->dres, D, N, D, G32(m, L->o_b)));
+  POSE_TRY(lin_dw_lazy(m, L->o_w, -1, w->dres, D, N, D, A->att, Q));
+  POSE_TRY(bias_grad_lazy(m, L->o_b, -1, w->dres, D, N, D));
   pose_cuda_attn_dims d;
   attn_dims(m, l, rc, &d);
   const uint16_t *q = (const uint16_t *)A->q, *k = (const uint16_t *)A->kv, *v = (const uint16_t *)(A->kv + KV);
@@ -575,10 +813,10 @@ static pose_status layer_bwd(pose_model *m, int64_t l, layer_acts *A, const bf16
   POSE_TRY(rope(m, dkv, N, 2 * KV, c->kv_heads, w->pos, 1));
   POSE_TRY(lin_dx(G, dq, Q, N, Q, WC(m, L->q_w), D, w->dh, 0.0f));
   POSE_TRY(lin_dx(G, dkv, 2 * KV, N, 2 * KV, WC(m, L->k_w), D, w->dh, 1.0f));
-  POSE_TRY(lin_dw(G, dq, Q, N, Q, A->h1, D, G32(m, L->q_w)));
-  POSE_TRY(lin_dw(G, dkv, 2 * KV, N, 2 * KV, A->h1, D, G32(m, L->k_w)));
-  POSE_TRY(bias_grad(G, dq, Q, N, Q, G32(m, L->q_b)));
-  POSE_TRY(bias_grad(G, dkv, 2 * KV, N, 2 * KV, G32(m, L->k_b)));
+  POSE_TRY(lin_dw_lazy(m, L->q_w, -1, dq, Q, N, Q, A->h1, D));
+  POSE_TRY(lin_dw_lazy(m, L->k_w, L->v_w, dkv, 2 * KV, N, 2 * KV, A->h1, D));
+  POSE_TRY(bias_grad_lazy(m, L->q_b, -1, dq, Q, N, Q));
+  POSE_TRY(bias_grad_lazy(m, L->k_b, L->v_b, dkv, 2 * KV, N, 2 * KV));
   return rms_bwd(m, L->ln1_w, x, A->rs1, w->dh, N, w->dres, 1);
 }
 
@@ -661,10 +899,13 @@ static pose_status run_device(pose_model *m, pose_model_run_args *a, const run_c
     POSE_TRY(pose_cuda_xent_fwd_bwd(w->head, POSE_BF16, V, rr, V, w->tgt + r0, a->scale, w->nll + r0, NULL, w->head,
                                     POSE_BF16, V, s));
     POSE_TRY(lin_dx(G, w->head, V, rr, V, Wlm, D, w->dh + r0 * D, 0.0f));
-    POSE_TRY(lin_dw(G, w->head, V, rr, V, h, D, G32(m, m->lm_w)));
-    POSE_TRY(bias_grad(G, w->head, V, rr, V, G32(m, m->lm_b)));
+    POSE_TRY(lin_dw_lazy(m, m->lm_w, -1, w->head, V, rr, V, h, D));
+    POSE_TRY(bias_grad_lazy(m, m->lm_b, -1, w->head, V, rr, V));
   }
   if (!rc.train) return POSE_OK;
+  const pose_gpu_bwd_hook *hk = rc.hook;
+  if (hk && hk->loss_sum) // the fused update skips every group when the loss is not finite
+    POSE_TRY(pose_cuda_sum_small(w->nll, N, hk->loss_sum, s));
   POSE_TRY(rms_bwd(m, m->final_w, xL, w->rsf, w->dh, N, w->dres, 0));
   for (int64_t l = Lc - 1; l >= 0; l--) {
     layer_acts *A = &w->acts[rc.rec ? 0 : l];
@@ -680,9 +921,19 @@ static pose_status run_device(pose_model *m, pose_model_run_args *a, const run_c
       }
     }
     if (rc.rec) POSE_TRY(layer_fwd(m, l, A, x, A->x1, NULL, w, rc));
+    // the slot this layer writes may still be read by the update of layer l + 2 (on the optimizer's stream)
+    if (hk) POSE_TRY(hk->slot_wait(hk->ctx, l, (int)(l % 2)));
     POSE_TRY(layer_bwd(m, l, A, x, w, rc));
+    POSE_TRY(grads_settle(m, (int)l));
+    // layer l's gradients are complete in stream order and nothing after this point reads its weights (the
+    // layers below and the embedding backward do not; the next step's forward waits for the update)
+    if (hk) POSE_TRY(hk->layer_done(hk->ctx, l, (int)(l % 2)));
   }
-  return pose_cuda_embed_bwd(w->ids, w->dres, POSE_BF16, N, D, V, c->pad_id, G32(m, m->embed), 1, s);
+  POSE_TRY(grad_clear(m, m->embed));
+  POSE_TRY(pose_cuda_embed_bwd(w->ids, w->dres, POSE_BF16, N, D, V, c->pad_id, G32(m, m->embed), 1, s));
+  POSE_TRY(grads_settle(m, -1));
+  if (hk) POSE_TRY(hk->rest_done(hk->ctx));
+  return POSE_OK;
 }
 
 static void run_ctx_init(const pose_model *m, int64_t B, int64_t T, int train, pose_recompute r, run_ctx *rc) {
@@ -764,7 +1015,9 @@ extern "C" pose_status pose_gpu_model_plan(const pose_model *m, int64_t B, int64
   const size_t n = G->numel;
   p->chunk_rows = rc.C;
   p->weights = n * sizeof(bf16) + (G->bf16 ? 0 : n * sizeof(float));
-  p->grads = train ? n * sizeof(float) : 0;
+  // the gradient arena, or the fused update's slots when a fused trainer put the model in that mode
+  const size_t slot_n = (G->bf16 && !G->no_bf16_slots ? G->span : 2 * G->span) + (G->numel - G->rest_lo);
+  p->grads = train ? (G->slots ? slot_n : n) * sizeof(float) : 0;
   p->optimizer = train ? n * (G->bf16 ? 2 * sizeof(bf16) : 2 * sizeof(float)) : 0;
   p->activations = b.off;
   p->temporary = run_scratch_bytes(m, rc);
@@ -774,7 +1027,10 @@ extern "C" pose_status pose_gpu_model_plan(const pose_model *m, int64_t B, int64
 }
 
 extern "C" pose_status pose_gpu_model_run(pose_model *m, pose_model_run_args *a) {
-  if (pc_fam_generic(m)) return pc_fam_run(m, a); // gptj, gpt_neox, baichuan: cuda/model_gpu_families.cu
+  if (pc_fam_generic(m)) { // gptj, gpt_neox, baichuan: cuda/model_gpu_families.cu
+    if (a->hook) return pose_error(POSE_EUNSUPPORTED, "model: per-layer optimizer callbacks need the LLaMA family");
+    return pc_fam_run(m, a);
+  }
   pose_gpu_model *G = m->gpu;
   const pose_model_cfg *c = &m->cfg;
   PC_CU(cudaSetDevice(G->dev), "cudaSetDevice");
@@ -782,10 +1038,18 @@ extern "C" pose_status pose_gpu_model_run(pose_model *m, pose_model_run_args *a)
   run_ctx_init(m, a->B, a->T, a->backward, m->recompute, &rc);
   rc.logits32 = a->logits != NULL;
   rc.kv = a->kv;
+  rc.hook = a->hook;
+  rc.head_rows = G->head_rows;
+  if (rc.hook && !rc.train) return pose_error(POSE_EINVAL, "model: an optimizer hook needs a backward");
   if (rc.kv && (rc.train || !a->logits || !rc.kv->dev_kv))
     return pose_error(POSE_EINVAL, "decode: a cuda decode step needs a device cache and a logits output");
   if ((a->nll || rc.train) && !a->tgt) return pose_error(POSE_EINVAL, "model: targets are required");
-  if (rc.train) POSE_TRY(pose_gpu_model_ensure_grads(m));
+  if (rc.train) {
+    POSE_TRY(pose_gpu_model_ensure_grads(m));
+    // slots hold one backward's gradients: every call starts from zero (no accumulation across calls)
+    if (G->slots) memset(G->gz, 1, m->n_params);
+    if (G->scr_pending) memset(G->scr_pending, 0, m->n_params); // (a failed earlier run may have left some)
+  }
   if (rc.offl) POSE_TRY(offload_host(m, offload_bytes(m, rc)));
   workspace w;
   memset(&w, 0, sizeof w);

@@ -26,6 +26,33 @@ struct pose_gpu_model {
   float *inv_freq;  // [rot/2]
   int ref_attn;     // head dim other than 64/128: the reference attention kernels
   int bf16;         // pure-bf16 policy: no fp32 masters (w == NULL); wc is the weights (pose_gpu_model_set_bf16)
+  // Lazy gradient zeroing (LLaMA-family decoder): gz[i] = 1 means parameter i's gradient is logically zero whatever
+  // its memory holds; the first writer of a step overwrites (GEMM beta = 0) or clears the tensor first (norm, bias,
+  // embedding gradients: small, or written sparsely), later writers accumulate. zero_grad only sets the flags. (The
+  // GPT-J / NeoX / Baichuan decoder always adds: zero_grad memsets for those models and the flags stay 0.)
+  unsigned char *gz;
+  int eager_zero;   // tests: zero_grad memsets the gradients as before (pose_gpu_model_set_lazy_zero(m, 0))
+  // Gradient slots (the trainer's fused update; LLaMA family): instead of the arena, two layer-sized slots that
+  // layers use alternately (layer l -> slot l % 2) plus the region of the other parameters (embedding, LM head,
+  // final norm).
+  int slots;
+  float *gslot;
+  int *group;       // per parameter: its layer, or cfg.layers for the others
+  size_t *layer_lo; // arena offset where layer l's parameters begin (each layer's parameters are contiguous)
+  size_t span, rest_lo; // elements of one layer slot (the largest layer), first offset after the layers
+  int64_t head_rows; // tests: at most this many rows per LM-head chunk (0: by HEAD_BYTES)
+  // Under the bf16 policy the layer slots hold bf16 gradients (params' g_bf16 = 1; the peer's gradient precision:
+  // each layer gradient is written once per backward, rounded once from the fp32 accumulators); the region of the
+  // other parameters stays fp32 (LM-head chunks and the embedding accumulate into it). no_bf16_slots: fp32 slots
+  // anyway (tests: the fused update then reproduces the unfused step bit for bit).
+  int slot_bf16, no_bf16_slots;
+  // The small gradients of a layer bound for bf16 slots (norm weights, biases: written by kernels that only add, and
+  // accumulated over the MLP's row chunks) are summed in fp32 scratch (one region per parameter, scr_off; adjacent
+  // pairs adjacent) and converted once when the layer's backward is done (scr_pending).
+  float *gscr;
+  size_t gscr_n;
+  size_t *scr_off;
+  unsigned char *scr_pending;
   int64_t chunk_rows;  // MLP row chunk (pose_gpu_model_set_chunk_rows; 0: automatic, MLP_CHUNK_BYTES)
   cudaStream_t cs;     // recompute="offload": copy stream (created on first use)
   void *host_ckpt;     // recompute="offload": pinned host copies of the layer inputs, kept between calls

@@ -150,6 +150,8 @@ pose_status pose_cuda_xent_bwd(const void *logits, pose_dtype dt, int64_t ld, in
 /* ---- reductions, gradient norm, clipping -------------------------------------------------------------------------- */
 /* *out (device double) = sum of x[0..n) (fp32 or bf16), deterministic. */
 pose_status pose_cuda_sum(const void *x, pose_dtype dt, int64_t n, double *out, pose_cuda_stream s);
+/* *out (device double) = sum of the fp32 x[0..n) by one block (no host staging; for guards on short arrays). */
+pose_status pose_cuda_sum_small(const float *x, int64_t n, double *out, pose_cuda_stream s);
 /* torch.nn.utils.clip_grad_norm_'s total norm over `count` tensors (host arrays of device pointers and sizes):
  * each tensor's norm is rounded to float, then the norm of those norms; squares are summed in double over fixed
  * blocks of 16384 elements, in order, as the CPU trainer does. *norm is a device float. */
@@ -180,12 +182,57 @@ void pose_cuda_adamw_coefs_init(pose_cuda_adamw_coefs *c, double lr, double beta
 pose_status pose_cuda_adamw(float *w, const float *g, float *m, float *v, uint16_t *w_bf16, int64_t n,
                             const pose_cuda_adamw_coefs *c, const float *gscale, pose_cuda_stream s);
 /* Pure-bf16 policy: w, m, v stored in bf16 (memory parity with a bf16 PyTorch model and optimizer), the update
- * computed in fp32 as above, each of w, m, v rounded back to bf16 stochastically: with r = Philox4x32-10(key =
- * seed, counter = (i, stream_id)) words r[0], r[1], r[2] for w, m, v of element i, the fp32 bit pattern plus the low
- * 16 bits of the word is truncated to bf16 (NaN/Inf rounded to nearest). g is fp32 or bf16. */
+ * computed in fp32 as above, each of w, m, v rounded back to bf16 stochastically: the fp32 bit pattern plus 16
+ * random bits is truncated to bf16 (NaN/Inf rounded to nearest). The random bits: one Philox4x32-10 block
+ * r = Philox(key = seed, counter = (j, stream_id)) per element PAIR j = i / 2 (128 bits for 6 x 16 needed):
+ * element 2j rounds w with r[0] & 0xffff, m with r[0] >> 16, v with r[1] & 0xffff; element 2j+1 rounds w with
+ * r[1] >> 16, m with r[2] & 0xffff, v with r[2] >> 16; r[3] is unused. core/adamw.h's pose_adamw_bf16_sr_range is
+ * the CPU reference, bit for bit. g is fp32 or bf16. Both AdamW kernels use 16-byte accesses (8 elements per
+ * thread) where every pointer is 16-byte aligned, element accesses otherwise; the results are the same. */
 pose_status pose_cuda_adamw_bf16(uint16_t *w, const void *g, pose_dtype gdt, uint16_t *m, uint16_t *v, int64_t n,
                                  const pose_cuda_adamw_coefs *c, const float *gscale, uint64_t seed,
                                  uint64_t stream_id, pose_cuda_stream s);
+
+/* Multi-tensor AdamW: one launch over a DEVICE table of tensors (fp32 masters: w, m, v fp32 and w_bf16 the copy
+ * to refresh or NULL; bf16 policy: w, m, v bf16, w_bf16 unused). g is fp32, or bf16 where g_bf16. Each tensor's elements are split into
+ * chunks of POSE_CUDA_ADAMW_CHUNK (one block each); pose_cuda_adamw_mt_plan fills `first` on the host copy of the
+ * table and returns the number of chunks to pass. decay picks the coefficients (decay ? *decay : *no_decay).
+ * guard (device doubles, may be NULL): an entry with guard >= 0 is left untouched (w, m, v, w_bf16) when
+ * guard[entry.guard] is not finite (the fused update's per-layer sum of squared gradients); guard_all (device
+ * double, may be NULL): every entry is left untouched when *guard_all is not finite (the loss). Per element the
+ * arithmetic and the rounding stream are those of pose_cuda_adamw / pose_cuda_adamw_bf16 (stream_id per entry). */
+#define POSE_CUDA_ADAMW_CHUNK 8192
+typedef struct {
+  void *w;
+  const void *g;
+  void *m, *v;
+  void *w_bf16;
+  int64_t n;
+  int64_t first;      /* first chunk (pose_cuda_adamw_mt_plan) */
+  uint64_t stream_id; /* bf16 policy: Philox counter's high word */
+  int32_t decay;      /* 1: weight decay applies */
+  int32_t guard;      /* index into guard, -1 = none */
+  int32_t g_bf16;     /* 1: g is bf16 (else fp32) */
+  int32_t pad_;
+} pose_cuda_adamw_entry;
+int64_t pose_cuda_adamw_mt_plan(pose_cuda_adamw_entry *host_table, int count);
+pose_status pose_cuda_adamw_mt(const pose_cuda_adamw_entry *table, int count, int64_t chunks, int bf16_policy,
+                               const pose_cuda_adamw_coefs *no_decay, const pose_cuda_adamw_coefs *decay,
+                               const float *gscale, uint64_t seed, const double *guard, const double *guard_all,
+                               pose_cuda_stream s);
+
+/* Squared gradient norms of one group of tensors (device arrays ptrs, numel, first, idx, and is_bf16 (may be NULL:
+ * every tensor of dtype dt; else 1 = bf16, 0 = fp32 per tensor); first from
+ * pose_cuda_sumsq_plan on the host, which returns the number of partials nparts): as pose_cuda_grad_norm, each
+ * tensor's norm is summed over blocks of 16384 and rounded to float; tn[idx[t]] receives that norm squared (double)
+ * and *group_sq (may be NULL) their sum in table order. part: device scratch of nparts doubles.
+ * pose_cuda_norm_from_sq: *norm = f32(sqrt(sum of tn[0..count) in order)): with tn indexed by parameter, exactly
+ * pose_cuda_grad_norm over all parameters. */
+int64_t pose_cuda_sumsq_plan(const int64_t *numel, int count, int64_t *first);
+pose_status pose_cuda_group_sumsq(const void *const *ptrs, const int64_t *numel, const int64_t *first,
+                                  const int32_t *idx, const int32_t *is_bf16, int count, int64_t nparts, pose_dtype dt,
+                                  double *part, double *tn, double *group_sq, pose_cuda_stream s);
+pose_status pose_cuda_norm_from_sq(const double *tn, int count, float *norm, pose_cuda_stream s);
 
 /* ---- attention -------------------------------------------------------------------------------------------------
  * Causal multi-head attention, bf16 in and out, fp32 softmax, flash-style (tiled online softmax; no T x T buffer).

@@ -1,5 +1,8 @@
 /* Lua bindings of the trainer (core/trainer.h):
- *   pose.trainer(m, {lr=, betas={b1, b2}, eps=, weight_decay=, clip=, warmup=, schedule=, steps=, accum=, sr_seed=}) -> tr
+ *   pose.trainer(m, {lr=, betas={b1, b2}, eps=, weight_decay=, clip=, warmup=, schedule=, steps=, accum=, sr_seed=,
+ *                    fused_update=}) -> tr
+ *     fused_update = true (cuda models, accum 1, clip 0): each layer's AdamW runs inside the backward on a second
+ *     stream, gradients in two layer slots (core/trainer.h); a cpu model raises an error.
  *   tr:step{ids=, positions=?, targets=?} -> loss (before the update), lr, grad_norm
  *   tr:lr() (the lr of the next step)  tr:steps() (steps done)  tr:opts() -> table
  *   tr:save(dir, {user=string})  tr:load(dir) -> user string ("" when none was saved)
@@ -29,7 +32,8 @@ static pose_trainer *check_trainer(lua_State *L, int idx) {
 }
 
 static const char *const trainer_keys[] = {"lr",    "betas",    "eps",   "weight_decay", "clip",
-                                           "warmup", "schedule", "steps", "accum",        "sr_seed", NULL};
+                                           "warmup", "schedule", "steps", "accum",        "sr_seed",
+                                           "fused_update", NULL};
 
 static void read_betas(lua_State *L, int opts, pose_trainer_opts *o) {
   if (lua_getfield(L, opts, "betas") == LUA_TNIL) {
@@ -70,6 +74,7 @@ static int l_trainer(lua_State *L) {
   if (accum < 1 || accum > 1 << 20) pose_lua_errorf(L, "pose.trainer: accum must be >= 1 (got %lld)", (long long)accum);
   o.accum = (int)accum;
   o.sr_seed = (uint64_t)pose_lua_opt_int(L, opts, "sr_seed", 0); /* pure-bf16 cuda models: stochastic rounding key */
+  o.fused_update = pose_lua_opt_bool(L, opts, "fused_update", 0);
   if (opts) read_betas(L, opts, &o);
   const char *sched = pose_lua_opt_str(L, opts, "schedule", "constant");
   POSE_LUA_TRY(L, pose_schedule_parse(sched, &o.schedule));
@@ -153,6 +158,7 @@ static int l_opts(lua_State *L) {
   lua_pushinteger(L, o->steps); lua_setfield(L, -2, "steps");
   lua_pushstring(L, pose_schedule_name(o->schedule)); lua_setfield(L, -2, "schedule");
   lua_pushinteger(L, o->accum); lua_setfield(L, -2, "accum");
+  lua_pushboolean(L, o->fused_update); lua_setfield(L, -2, "fused_update");
   return 1;
 }
 

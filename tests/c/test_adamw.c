@@ -34,8 +34,8 @@ static void toy_init(toy *t, uint64_t seed) {
     t->A[d] = pose_rng_normal(&r);
     t->b[d] = 0.5f * pose_rng_normal(&r);
   }
-  t->p[0] = (pose_param){"toy.weight", t->A, t->gA, D, 2, {2, D / 2}, 1, NULL};
-  t->p[1] = (pose_param){"toy.bias", t->b, t->gb, D, 1, {D}, 0, NULL};
+  t->p[0] = (pose_param){"toy.weight", t->A, t->gA, D, 2, {2, D / 2}, 1, NULL, 0};
+  t->p[1] = (pose_param){"toy.bias", t->b, t->gb, D, 1, {D}, 0, NULL, 0};
 }
 
 static size_t toy_num(void *c) { (void)c; return 2; }
@@ -205,7 +205,7 @@ static void test_adamw_details(void) {
 
 static void test_clip(void) {
   float w1[2] = {0}, g1[2] = {3, 0}, w2[1] = {0}, g2[1] = {4};
-  pose_param p1 = {"a", w1, g1, 2, 1, {2}, 1, NULL}, p2 = {"b", w2, g2, 1, 1, {1}, 0, NULL};
+  pose_param p1 = {"a", w1, g1, 2, 1, {2}, 1, NULL, 0}, p2 = {"b", w2, g2, 1, 1, {1}, 0, NULL, 0};
   pose_param *ps[2] = {&p1, &p2};
   float norm = pose_grad_global_norm(ps, 2);
   CHECK(norm == 5.0f);
@@ -225,7 +225,7 @@ static void test_clip(void) {
   int64_t n = 100000;
   float *w = calloc(n, 4), *g = malloc(n * 4);
   for (int64_t i = 0; i < n; i++) g[i] = (i % 2) ? 0.5f : -0.5f;
-  pose_param p3 = {"c", w, g, n, 1, {n}, 1, NULL};
+  pose_param p3 = {"c", w, g, n, 1, {n}, 1, NULL, 0};
   pose_param *ps3[1] = {&p3};
   CHECK(pose_grad_global_norm(ps3, 1) == (float)sqrt(n * 0.25));
   free(w);

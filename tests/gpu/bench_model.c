@@ -6,10 +6,14 @@
  * forwards after one warm-up (as the peer scripts do). FLOPs as the peer counts them: 6 N tokens plus causal
  * attention 6 L d T per token. Training rows up to 32k tokens also time forward+backward alone (fwd_bwd_s, the
  * faster of two) so that optim_s = step_s - fwd_bwd_s is the optimizer's share (zeroing, norm, AdamW).
- *   gpu_bench_model OUT.json [--quick] [--only NAME[,NAME...]] [--precision fp32-master|bf16]
+ *   gpu_bench_model OUT.json [--quick] [--only NAME[,NAME...]] [--precision fp32-master|bf16] [--fused]
  * --precision bf16: the pure-bf16 training policy (bf16 weights and moments, fp32 gradients); the model is built
  * with fp32 masters and then switched, and the peak counter restarts after the switch (so it counts the policy's
  * steady state, not the load-time fp32 copy).
+ * --fused: the trainer's fused update (fused_update = 1: AdamW per layer inside the backward on a second stream,
+ * gradients in two layer slots). fwd_bwd_s is then the backward alone writing the slots (no update), so optim_s is
+ * the part of the optimizer that the overlap did not hide. grad_gb: the gradient memory (arena or slots).
+ * Each training row also prints one line "ROW fwd+bwd / optimizer / step / peak" to stderr.
  * Every row first prints the memory plan (pose_model_memory_plan: what the run will take, known before it runs) and
  * records it as plan_gb (device total) and plan_host_gb (pinned host memory of recompute="offload").
  * The full-length LLaMA-7B rows past 32k (64k, 128k, 256k: bf16 precision whatever --precision says, the recompute
@@ -71,6 +75,7 @@ static const row ROWS[] = {
 };
 
 static pose_precision g_precision = POSE_PRECISION_FP32_MASTER;
+static int g_fused = 0;
 
 static double now(void) {
   struct timespec ts;
@@ -112,6 +117,7 @@ static cJSON *run_row(const row *r) {
   pose_precision prec = g_precision;
   if (r->precision && pose_precision_parse(r->precision, &prec) != POSE_OK) st = POSE_EINVAL;
   cJSON_AddStringToObject(o, "precision", pose_precision_name(prec));
+  cJSON_AddBoolToObject(o, "fused", g_fused && !r->eval);
   if (st == POSE_OK && prec != POSE_PRECISION_FP32_MASTER) {
     st = pose_model_set_precision(m, prec);
     cudaDeviceSynchronize();
@@ -146,6 +152,7 @@ static cJSON *run_row(const row *r) {
     pose_trainer_defaults(&opts);
     opts.lr = 1e-5;
     opts.weight_decay = 0.01; /* torch.optim.AdamW's default, as the peer uses it */
+    opts.fused_update = g_fused;
     st = pose_trainer_new(m, &opts, &tr);
   }
   for (int k = 0; st == POSE_OK && k < r->warm + r->timed; k++) {
@@ -177,6 +184,9 @@ static cJSON *run_row(const row *r) {
         double f = fb[0] < fb[1] ? fb[0] : fb[1];
         cJSON_AddNumberToObject(o, "fwd_bwd_s", f);
         cJSON_AddNumberToObject(o, "optim_s", s - f);
+        fprintf(stderr, "%s (%s%s): fwd+bwd %.4f s / optimizer %.4f s / step %.4f s (%.0f tok/s) / peak %.2f GiB / "
+                "gradients %.2f GiB\n", r->name, pose_precision_name(prec), g_fused ? ", fused update" : "", f,
+                s - f, s, (double)N / s, peak / 1073741824.0, pose_gpu_model_grad_bytes(m) / 1073741824.0);
       }
       st = POSE_OK;
     }
@@ -190,6 +200,7 @@ static cJSON *run_row(const row *r) {
     cJSON_AddNumberToObject(o, "tok_s", tok / s);
     cJSON_AddNumberToObject(o, "tflops", flops / s / 1e12);
     cJSON_AddNumberToObject(o, "peak_gb", peak / 1073741824.0);
+    cJSON_AddNumberToObject(o, "grad_gb", pose_gpu_model_grad_bytes(m) / 1073741824.0);
     if (!r->eval) cJSON_AddNumberToObject(o, "last_loss", loss);
     else {
       double sum = 0;
@@ -215,6 +226,7 @@ int main(int argc, char **argv) {
   int quick = 0;
   for (int i = 1; i < argc; i++) {
     if (!strcmp(argv[i], "--quick")) quick = 1;
+    else if (!strcmp(argv[i], "--fused")) g_fused = 1;
     else if (!strcmp(argv[i], "--only") && i + 1 < argc) only = argv[++i];
     else if (!strcmp(argv[i], "--precision") && i + 1 < argc) {
       if (pose_precision_parse(argv[++i], &g_precision) != POSE_OK) {

@@ -3,14 +3,15 @@
 # PyTorch peer (../shared/baselines/torch_*.py, carried in .deps/) in the same call, so that ratios are measured side
 # by side. Run from the repository root under the carried Debian packages:
 #   bash .deps/with-deps.sh bash tests/gpu/run_model.sh [--tests all|model|none] [--bench none|quick|full|ROW,ROW]
-#        [--torch] [--memcheck] [--precision fp32-master|bf16]
-# (--precision: the training policy of the pose benchmark rows; the default is fp32-master)
+#        [--torch] [--memcheck] [--precision fp32-master|bf16] [--fused]
+# (--precision: the training policy of the pose benchmark rows; the default is fp32-master; --fused: the trainer's
+# fused update in those rows)
 # Results land in $OUT: pose_bench.json, torch_baseline.json, torch_longctx.json, gpu.txt and logs.tar.gz (every
 # log). torch_longctx.py runs with its training lengths cut to 16k and 32k (pose with fp32 master weights does not
 # fit LLaMA-7B beyond 32k on one H200, and the peer's 64k/128k rows alone take minutes; the issue quotes them).
 set -u
 DEST=${OUT:-/tmp/pose-gpu-out}
-TESTS=all BENCH=none TORCH=0 MEMCHECK=0 PREC=fp32-master
+TESTS=all BENCH=none TORCH=0 MEMCHECK=0 PREC=fp32-master FUSED=
 while [ $# -gt 0 ]; do
   case "$1" in
     --tests) TESTS=$2; shift ;;
@@ -18,6 +19,7 @@ while [ $# -gt 0 ]; do
     --torch) TORCH=1 ;;
     --memcheck) MEMCHECK=1 ;;
     --precision) PREC=$2; shift ;;
+    --fused) FUSED=--fused ;;
     *) echo "unknown argument $1"; exit 2 ;;
   esac
   shift
@@ -36,7 +38,7 @@ if [ "$TESTS" != none ]; then
   if [ "$TESTS" = model ]; then ctest --test-dir build-gpu -R gpu_test_model --output-on-failure -V > "$L/tests.log" 2>&1
   else ctest --test-dir build-gpu -L gpu --output-on-failure -V > "$L/tests.log" 2>&1; fi
   echo "gpu tests: rc=$?, $(( $(date +%s) - t0 )) s"
-  grep -E "rel err|loss|golden|worst|init:|resumed|step +[0-9]+ |FAIL|failed|passed|-> POSE|SKIP|B/param|decode|greedy|same seed|through bf16" "$L/tests.log" | grep -v "^[0-9]*: *$" | sed -n '/test_model/,$p' | head -150
+  grep -E "rel err|loss|golden|worst|init:|resumed|step +[0-9]+ |FAIL|failed|passed|-> POSE|SKIP|B/param|decode|greedy|same seed|through bf16|differ|fused|updated:|lazy" "$L/tests.log" | grep -v "^[0-9]*: *$" | sed -n '/test_model/,$p' | head -150
   grep -E "passed, [0-9]+ failed|tests passed|Test +#" "$L/tests.log"
   # the Lua device options with a GPU present (ctest runs the Lua tests on the CPU machine only)
   ./build-gpu/pose run tests/lua/test_model_device.lua > "$L/lua_device.log" 2>&1
@@ -54,8 +56,8 @@ if [ "$BENCH" != none ]; then
     full) A= ;;
     *) A="--only $BENCH" ;;
   esac
-  ./build-gpu/tests/gpu_bench_model "$DEST/pose_bench.json" $A --precision "$PREC" 2> "$L/bench.err" | tee "$L/bench.log"
-  echo "pose bench: $(( $(date +%s) - t0 )) s"; grep -iE "error|fail" "$L/bench.err" | head
+  ./build-gpu/tests/gpu_bench_model "$DEST/pose_bench.json" $A --precision "$PREC" $FUSED 2> "$L/bench.err" | tee "$L/bench.log"
+  echo "pose bench: $(( $(date +%s) - t0 )) s"; grep -iE "error|fail|fwd\+bwd" "$L/bench.err" | head -20
 fi
 if [ $TORCH = 1 ]; then
   t0=$(date +%s)

@@ -97,6 +97,19 @@ T.case("cuda models " .. (has_gpu and "(GPU present)" or "(no GPU: errors)"), fu
   local l1 = tr:step{ids = ids, positions = pos}
   local l2 = tr:step{ids = ids, positions = pos}
   T.check(l2 < l1, "a GPU training step lowers the loss")
+  -- the fused update (AdamW per layer inside the backward) gives the unfused trajectory (fp32 masters: bit for bit)
+  local fa, fb = pose.init(cfg(), {seed = 8, device = "cuda"}), pose.init(cfg(), {seed = 8, device = "cuda"})
+  local ta = pose.trainer(fa, {lr = 1e-3})
+  local tf = pose.trainer(fb, {lr = 1e-3, fused_update = true})
+  T.eq(tf:opts().fused_update, true)
+  for _ = 1, 3 do
+    local la, _, na = ta:step{ids = ids, positions = pos}
+    local lf, _, nf = tf:step{ids = ids, positions = pos}
+    T.eq(lf, la)
+    T.eq(nf, na)
+  end
+  T.same(fb:param("model.layers.0.self_attn.q_proj.weight"):totable(), fa:param("model.layers.0.self_attn.q_proj.weight"):totable())
+  T.raises(function() pose.trainer(fb, {fused_update = true, clip = 1.0}) end, "clip = 0")
   -- recompute="offload" (layer inputs in pinned host memory) trains exactly as "layer" from the same weights
   local ga = pose.init(cfg(), {seed = 4, device = "cuda", recompute = "layer"})
   local gb = pose.init(cfg(), {seed = 4, device = "cuda", recompute = "offload"})
