@@ -833,7 +833,7 @@ int pc_attn_bwd_wg_usable(int64_t D) {
 #if defined(POSE_CUDA_SM90A)
   const char *cfg = getenv("POSE_ATTN_BWD");
   if (cfg && strcmp(cfg, "wg") != 0 && strcmp(cfg, "wg1") != 0 && strcmp(cfg, "wg64") != 0 &&
-      strcmp(cfg, "wgq128") != 0)
+      strcmp(cfg, "wgq128") != 0 && strcmp(cfg, "wgq64") != 0)
     return 0;
   if (D != 64 && D != 128) return 0;
   int dev = 0, major = 0, minor = 0;
@@ -858,8 +858,9 @@ cudaError_t pc_attn_bwd_wg(const attn_params &p, int64_t B, int64_t D, bf16 *dq,
   if (cfg && !strcmp(cfg, "wg1"))
     return D == 128 ? launch_bwd_wg<128, 64, 128>(p, B, dq, dk, dv, s) : launch_bwd_wg<64, 64, 128>(p, B, dq, dk, dv, s);
   // version 2: three stages where shared memory allows (dQ at D = 128: 64 KiB of Q/dO + 64 KiB per K/V stage);
-  // POSE_ATTN_BWD=wgq128: 128-query tiles in dK/dV at D = 64 (twice the MMA work per tile; D = 128 has no room)
-  if (cfg && !strcmp(cfg, "wgq128") && D == 64) return launch_bwd_wg2<64, 128, 128, 3, 3>(p, B, dq, dk, dv, s);
+  // D = 64: 128-query tiles in dK/dV (twice the MMA work per elementwise step; 288 vs 263 TFLOP/s in run W7);
+  // POSE_ATTN_BWD=wgq64 keeps 64-query tiles there. D = 128 has no register room for 128-query tiles.
+  if (D == 64 && !(cfg && !strcmp(cfg, "wgq64"))) return launch_bwd_wg2<64, 128, 128, 3, 3>(p, B, dq, dk, dv, s);
   return D == 128 ? launch_bwd_wg2<128, 64, 128, 3, 2>(p, B, dq, dk, dv, s)
                   : launch_bwd_wg2<64, 64, 128, 3, 3>(p, B, dq, dk, dv, s);
 }

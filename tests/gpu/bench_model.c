@@ -77,10 +77,10 @@ static const row ROWS[] = {
 
 static pose_precision g_precision = POSE_PRECISION_FP32_MASTER;
 static int g_fused = 0;
-static int g_recompute = -1; /* --recompute POLICY: replaces the policy of the rows that recompute */
+static int g_recompute = -1; /* --recompute POLICY: replaces "layer" in the rows that use it (not offload rows) */
 
 static pose_recompute row_recompute(int rec) {
-  return g_recompute >= 0 && rec != 0 ? (pose_recompute)g_recompute : (pose_recompute)rec;
+  return g_recompute >= 0 && rec == POSE_RECOMPUTE_LAYER ? (pose_recompute)g_recompute : (pose_recompute)rec;
 }
 
 static double now(void) {

@@ -3,7 +3,7 @@
 # PyTorch peer (../shared/baselines/torch_*.py, carried in .deps/) in the same call, so that ratios are measured side
 # by side. Run from the repository root under the carried Debian packages:
 #   bash .deps/with-deps.sh bash tests/gpu/run_model.sh [--tests all|model|none] [--bench none|quick|full|ROW,ROW]
-#        [--torch] [--memcheck] [--precision fp32-master|bf16] [--fused]
+#        [--torch] [--memcheck] [--precision fp32-master|bf16] [--fused] [--recompute selective|layer|offload]
 # (--precision: the training policy of the pose benchmark rows; the default is fp32-master; --fused: the trainer's
 # fused update in those rows)
 # Results land in $OUT: pose_bench.json, torch_baseline.json, torch_longctx.json, gpu.txt and logs.tar.gz (every
@@ -11,7 +11,7 @@
 # fit LLaMA-7B beyond 32k on one H200, and the peer's 64k/128k rows alone take minutes; the issue quotes them).
 set -u
 DEST=${OUT:-/tmp/pose-gpu-out}
-TESTS=all BENCH=none TORCH=0 MEMCHECK=0 PREC=fp32-master FUSED=
+TESTS=all BENCH=none TORCH=0 MEMCHECK=0 PREC=fp32-master FUSED= RECOMP=
 while [ $# -gt 0 ]; do
   case "$1" in
     --tests) TESTS=$2; shift ;;
@@ -20,6 +20,7 @@ while [ $# -gt 0 ]; do
     --memcheck) MEMCHECK=1 ;;
     --precision) PREC=$2; shift ;;
     --fused) FUSED=--fused ;;
+    --recompute) RECOMP="--recompute $2"; shift ;;
     *) echo "unknown argument $1"; exit 2 ;;
   esac
   shift
@@ -56,7 +57,7 @@ if [ "$BENCH" != none ]; then
     full) A= ;;
     *) A="--only $BENCH" ;;
   esac
-  ./build-gpu/tests/gpu_bench_model "$DEST/pose_bench.json" $A --precision "$PREC" $FUSED 2> "$L/bench.err" | tee "$L/bench.log"
+  ./build-gpu/tests/gpu_bench_model "$DEST/pose_bench.json" $A --precision "$PREC" $FUSED $RECOMP 2> "$L/bench.err" | tee "$L/bench.log"
   echo "pose bench: $(( $(date +%s) - t0 )) s"; grep -iE "error|fail|fwd\+bwd" "$L/bench.err" | head -20
 fi
 if [ $TORCH = 1 ]; then

@@ -214,7 +214,7 @@ int main(void) {
   const int bsub[] = {1, 2, 5, 8, 9, 10, 11, 12, 13, 14};
   /* mma.sync; the first sm_90a kernels (wg1) and them with 64-key tiles in dQ (wg64); the default (version 2) with
    * 128-query dK/dV tiles at D = 64 (wgq128; D = 128 cases run the default again) */
-  const char *bcfgs[] = {"mma", "wg64", "wg1", "wgq128"};
+  const char *bcfgs[] = {"mma", "wg64", "wg1", "wgq64"};
   for (int c = 0; c < 4; c++) {
     setenv("POSE_ATTN_BWD", bcfgs[c], 1);
     printf("  backward %s:\n", bcfgs[c]);
