@@ -19,10 +19,30 @@ end
 
 local pose_rows = {}
 for _, r in ipairs(pose.json_decode(read(opts.raw .. "/pose_bench.json")).rows) do pose_rows[r.name] = r end
+-- rows too long for the main call (64k-256k) come from their own calls: pose_bench_long*.json, same format
+for _, name in ipairs({ "pose_bench_long.json", "pose_bench_rerun.json" }) do
+  local fh = io.open(opts.raw .. "/" .. name)
+  if fh then
+    for _, r in ipairs(pose.json_decode(fh:read("a")).rows) do pose_rows[r.name] = r end
+    fh:close()
+  end
+end
 local tb = pose.json_decode(read(opts.raw .. "/torch_baseline.json"))
+-- a rerun call (pose_bench_rerun.json with torch_baseline_rerun.json, both sides again in one call) replaces rows
+do
+  local fh = io.open(opts.raw .. "/torch_baseline_rerun.json")
+  if fh then
+    for k, v in pairs(pose.json_decode(fh:read("a"))) do tb[k] = v end
+    fh:close()
+  end
+end
 local tl = pose.json_decode(read(opts.raw .. "/torch_longctx.json"))
 local gpu = read(opts.raw .. "/gpu.txt")
-local commit = gpu:match("^(%x+)") or "unknown"
+-- commit.txt, when present, names the benchmarked tree (the device copy's own `git rev-parse` can be stale: see
+-- results/perf_raw/README.md); otherwise the first line of gpu.txt
+local cf = io.open(opts.raw .. "/commit.txt")
+local commit = cf and cf:read("l") or gpu:match("^(%x+)") or "unknown"
+if cf then cf:close() end
 local device = gpu:match("\n(NVIDIA[^,]*),") or tb.device or "unknown"
 local versions = gpu:match("(torch [^\n]*)") or ("torch " .. tostring(tb.torch))
 local nan = 0 / 0
@@ -46,8 +66,8 @@ local train = {
   { "llama-7b-full-8k", "llama-7b-full-8k", tb.llama7b_full_s8192_b1 },
   { "llama-7b-full-16k", "llama-7b-full-16k", tl.llama7b_full_16384_ckpt, L7 },
   { "llama-7b-full-32k", "llama-7b-full-32k", tl.llama7b_full_32768_ckpt, L7 },
-  { "llama-7b-full-64k", "llama-7b-full-64k", tl.llama7b_full_65536_ckpt, L7 },
-  { "llama-7b-full-128k", "llama-7b-full-128k", tl.llama7b_full_131072_ckpt, L7 },
+  { "llama-7b-full-64k", "llama-7b-full-64k", tl.llama7b_full_65536_ckpt, L7, "quoted" },
+  { "llama-7b-full-128k", "llama-7b-full-128k", tl.llama7b_full_131072_ckpt, L7, "quoted" },
   { "llama-7b-full-256k", "llama-7b-full-256k", nil },
 }
 local train_cols = { "pose_tok_s", "torch_tok_s", "ratio", "pose_peak_gb", "torch_peak_gb", "pose_tflops",
@@ -60,6 +80,14 @@ local eval = {
 local eval_cols = { "pose_tok_s", "torch_tok_s", "ratio", "pose_peak_gb", "torch_peak_gb", "pose_tflops", "seq" }
 
 local function num(x) return type(x) == "number" and x or nan end
+
+-- The peer's 64k and 128k full-length rows take minutes each, so torch_longctx.py runs cut to 16k/32k in the
+-- benchmark call; where a row is missing, the table uses the numbers the issue quotes for the same script on one
+-- H200 (gradient checkpointing), and says so in the row's note. Nothing else is quoted.
+local QUOTED = {
+  ["llama-7b-full-64k"] = { T = 65536, ckpt = true, tok_s = 4120, peak_gb = 79.2, quoted = true },
+  ["llama-7b-full-128k"] = { T = 131072, ckpt = true, tok_s = 2570, peak_gb = 120.7, quoted = true },
+}
 local function ok(t) return t and not t.oom and not t.error and t.tok_s end
 
 local function fmt(x, f)
@@ -70,6 +98,7 @@ end
 local train_m, eval_m, md_train, md_eval = {}, {}, {}, {}
 for _, e in ipairs(train) do
   local label, p, t = e[1], pose_rows[e[2]], e[3]
+  if not t and e[5] == "quoted" then t = QUOTED[label] end
   local pt, tt = ok(p) and p.tok_s or nan, ok(t) and t.tok_s or nan
   local seq = p and p.seq or (t and (t.seq or t.T)) or nan
   local row = { pt, tt, pt / tt, ok(p) and p.peak_gb or nan, ok(t) and t.peak_gb or nan, ok(p) and p.tflops or nan,
@@ -79,11 +108,9 @@ for _, e in ipairs(train) do
   train_m[#train_m + 1] = row
   local note = ""
   if p and p.error then note = "pose: " .. (p.oom and "out of memory" or p.error) end
+  if t and t.quoted then note = "torch: quoted from the issue (same script, earlier run), not measured in this call" end
   if t and t.oom then note = note .. (note ~= "" and "; " or "") .. "torch: out of memory" end
-  if not p then
-    note = note .. (note ~= "" and "; " or "") ..
-           "pose: not run (fp32 masters leave too little memory beyond 32k on one H200)"
-  end
+  if not p then note = note .. (note ~= "" and "; " or "") .. "pose: not run in this call" end
   if not t then
     note = note .. (note ~= "" and "; " or "") .. (label == "llama-7b-full-256k" and "torch: not in the peer scripts"
            or "torch: cut from torch_longctx.py in this call")
@@ -91,7 +118,7 @@ for _, e in ipairs(train) do
   md_train[#md_train + 1] = string.format("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |", label,
     fmt(row[1], "%.0f"), fmt(row[2], "%.0f"), fmt(row[3], "%.2f"), fmt(row[4], "%.1f"), fmt(row[5], "%.1f"),
     fmt(row[6], "%.0f"), fmt(row[7], "%.0f"),
-    (row[10] == 1 and "layer" or row[10] == 0 and "none" or "-") .. " / " ..
+    (p and p.recompute_policy or "-") .. " / " ..
       (row[11] == 1 and "ckpt" or row[11] == 0 and "none" or "-"), note)
 end
 for _, e in ipairs(eval) do
@@ -105,8 +132,12 @@ for _, e in ipairs(eval) do
 end
 
 local labels = function(list) local l = {} for i, e in ipairs(list) do l[i] = e[1] end return l end
-local command = "tests/gpu/run_model.sh --tests model --bench full --torch (commit " .. commit .. "), then pose run " ..
+local bench_args = read(opts.raw .. "/bench_args.txt"):gsub("%s+$", "")
+local command = "tests/gpu/run_model.sh " .. bench_args .. " (commit " .. commit .. "), then pose run " ..
                 "experiments/perf_tables.lua"
+local p0 = pose_rows["llama-7b"] or {}
+local pose_policy = string.format("bf16 compute; precision %s%s; long rows: recompute as listed per row",
+  tostring(p0.precision or "?"), p0.fused and ", fused AdamW in the backward (gradients in two layer slots)" or "")
 local f = pose.results(opts.out .. "/perf.h5", { experiment = "perf", device = device, command = command, mode = "w" })
 f:table("train_step", train_m, labels(train), train_cols)
 f:table("eval_forward", eval_m, labels(eval), eval_cols)
@@ -114,7 +145,7 @@ for _, t in ipairs({ "/tables/train_step", "/tables/eval_forward" }) do
   f:set_attr(t, "bench_commit", commit)
   f:set_attr(t, "bench_device", device)
   f:set_attr(t, "peer", versions .. ", sdpa, bf16 weights, fused AdamW (bf16 moments)")
-  f:set_attr(t, "pose_policy", "bf16 compute, fp32 master weights, fp32 gradients, fp32 AdamW moments")
+  f:set_attr(t, "pose_policy", pose_policy)
 end
 f:set_attr("/tables/train_step", "units", "tokens/s; GiB (pose: device pool high-water mark, torch: max_memory_allocated); TFLOP/s as torch_baseline.py counts (6 N tok + 6 L d T tok); recompute 1 = full per-layer; optim_ms = step - forward+backward")
 f:set_attr("/tables/eval_forward", "units", "tokens/s of a forward with the loss over every token; GiB; TFLOP/s = a third of the training count")
@@ -127,12 +158,13 @@ w("")
 w("Generated by `experiments/perf_tables.lua` from the JSON files in `results/perf_raw/` (do not edit the numbers by")
 w("hand). Both sides ran in ONE call on the GPU machine:")
 w("")
-w("    bash .deps/with-deps.sh bash tests/gpu/run_model.sh --tests model --bench full --torch")
+w("    bash .deps/with-deps.sh bash tests/gpu/run_model.sh " .. bench_args)
 w("")
 w(string.format("- commit %s, device %s, %s", commit, device, versions))
-w("- pose: `tests/gpu/bench_model.c` (pose.trainer steps: forward, backward, global norm, AdamW; bf16 compute with")
-w("  fp32 master weights, gradients and moments; training rows are the median of the timed steps after warm-up,")
-w("  evaluation rows the fastest timed forward after one warm-up); peak = the device pool's high-water mark")
+w("- pose: `tests/gpu/bench_model.c` (pose.trainer steps: forward, backward, AdamW; " .. pose_policy .. ";")
+w("  training rows are the median of the timed steps after warm-up, evaluation rows the fastest timed forward after")
+w("  one warm-up; the rows past 32k ran in separate calls, listed in results/perf_raw/README.md); peak = the device")
+w("  pool's high-water mark")
 w("- peer: `../shared/baselines/torch_baseline.py` and `torch_longctx.py` (transformers LlamaForCausalLM, sdpa, bf16")
 w("  weights, fused AdamW with bf16 moments); torch_longctx.py with its training lengths cut to 16k and 32k")
 w("")

@@ -63,7 +63,7 @@ static const row ROWS[] = {
     {"llama-7b", L7, 2048, 1, 0, 0, 1, 3, 1, NULL, 0},
     {"llama-7b-ckpt", L7, 2048, 1, 1, 0, 1, 3, 0, NULL, 0},
     {"llama-7b-full-4k", L7, 4096, 1, 0, 0, 1, 3, 0, NULL, 0},
-    {"llama-7b-full-8k", L7, 8192, 1, 1, 0, 1, 3, 0, NULL, 0},
+    {"llama-7b-full-8k", L7, 8192, 1, 0, 0, 1, 3, 0, NULL, 0}, /* no recompute, as the peer (fits under bf16) */
     {"llama-7b-full-16k", L7, 16384, 1, 1, 0, 1, 2, 0, NULL, 0},
     {"llama-7b-full-32k", L7, 32768, 1, 1, 0, 1, 2, 0, NULL, 0},
     {"llama-7b-full-64k", L7, 65536, 1, 1, 0, 1, 1, 0, "bf16", 1},
