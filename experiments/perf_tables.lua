@@ -23,7 +23,10 @@ for _, r in ipairs(pose.json_decode(read(opts.raw .. "/pose_bench.json")).rows) 
 for _, name in ipairs({ "pose_bench_long.json", "pose_bench_rerun.json" }) do
   local fh = io.open(opts.raw .. "/" .. name)
   if fh then
-    for _, r in ipairs(pose.json_decode(fh:read("a")).rows) do pose_rows[r.name] = r end
+    for _, r in ipairs(pose.json_decode(fh:read("a")).rows) do
+      r.source = name
+      pose_rows[r.name] = r
+    end
     fh:close()
   end
 end
@@ -109,6 +112,10 @@ for _, e in ipairs(train) do
   local note = ""
   if p and p.error then note = "pose: " .. (p.oom and "out of memory" or p.error) end
   if t and t.quoted then note = "torch: quoted from the issue (same script, earlier run), not measured in this call" end
+  if p and p.source == "pose_bench_rerun.json" then note = "both sides from the rerun call (perf_raw/rerun_args.txt)" end
+  if p and p.source == "pose_bench_long.json" then
+    note = note .. (note ~= "" and "; " or "") .. "pose: from the long-row call (perf_raw/bench_args_long.txt)"
+  end
   if t and t.oom then note = note .. (note ~= "" and "; " or "") .. "torch: out of memory" end
   if not p then note = note .. (note ~= "" and "; " or "") .. "pose: not run in this call" end
   if not t then
