@@ -15,9 +15,8 @@
 //   S = Q K^T, dP = dO V^T, dS = P (dP - Dsum), dQ += dS K (B = K MN-major).
 // lse and Dsum of a query tile are read by the producer warp with plain loads into the stage (they are not 16-byte
 // aligned rows, so no TMA); its 32 lanes arrive on the stage's full barrier next to the TMA transaction count.
-// Two versions: the first (POSE_ATTN_BWD=wg1, wg64) retires every product within its tile; version 2 (default,
-// "version 2" below) keeps the register-A products in flight into the next tile, masks only boundary tiles and
-// runs three stages where shared memory allows.
+// The consumers keep the register-A products in flight into the next tile, mask only boundary tiles, and run
+// three stages where shared memory allows (below).
 #include <limits.h>
 #include <math.h>
 #include <stdlib.h>
@@ -29,7 +28,6 @@
 #include "wgmma.cuh"
 
 #define BW_THREADS 384 // warpgroup 0: producer (warp 0 works); warpgroups 1, 2: consumers
-#define BW_NS 2        // pipeline stages
 
 cudaError_t pc_attn_make_tmap(CUtensorMap *m, const void *base, int64_t D, int64_t H, int64_t T, int64_t B,
                               int64_t rstride, int64_t bstride, int rows);
@@ -68,291 +66,7 @@ __device__ __forceinline__ void wg_pack_a(uint32_t (*a)[4], const float *s) {
 }
 #endif
 
-// ---- dK / dV ---------------------------------------------------------------------------------------------------
-template <int D, int BQ>
-__global__ void __launch_bounds__(BW_THREADS, 1)
-    k_attn_bwd_dkdv_wg(const __grid_constant__ CUtensorMap tq, const __grid_constant__ CUtensorMap tdo,
-                       const __grid_constant__ CUtensorMap tk, const __grid_constant__ CUtensorMap tv, attn_params p) {
-#if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
-  // TB: a 64-row tile (K, V of one consumer), TQ: a streamed BQ-row tile (Q, dO)
-  constexpr int BN = 128, TB = 64 * D * 2, TQ = BQ * D * 2, DB = D / 64, NS = BW_NS, NA = BQ / 2, NO = D / 2;
-  extern __shared__ unsigned char smem_dyn[];
-  unsigned char *sK = (unsigned char *)(((uintptr_t)smem_dyn + 1023) & ~(uintptr_t)1023);
-  unsigned char *sV = sK + 2 * TB, *sQ = sV + 2 * TB, *sdO = sQ + NS * TQ;
-  float *sL = (float *)(sdO + NS * TQ), *sDs = sL + NS * BQ;
-  const uint32_t bfix = smem_u32(sDs + NS * BQ), bfull = bfix + 8, bempty = bfull + 8 * NS;
-
-  const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
-  const int64_t kt = blockIdx.x, hk = blockIdx.y, b = blockIdx.z, G = p.Hq / p.Hkv;
-  const int64_t k0 = kt * BN, k1 = k0 + BN < p.Tk ? k0 + BN : p.Tk;
-  // queries that can see some key of the block: [q_lo, q_hi)
-  int64_t q_lo = k0 - p.q_off;
-  if (q_lo < 0) q_lo = 0;
-  int64_t q_hi = p.Tq;
-  if (p.window > 0 && k1 - 1 - p.q_off + p.window < q_hi) q_hi = k1 - 1 - p.q_off + p.window;
-  const int64_t qt_lo = q_lo / BQ, nqt = q_hi > q_lo ? (q_hi + BQ - 1) / BQ - qt_lo : 0;
-  const int items = (int)(G * nqt);
-
-  if (tid == 0) {
-    mbar_init(bfix, 1);
-    for (int s = 0; s < NS; s++) {
-      mbar_init(bfull + 8 * s, 1 + 32); // the TMA arrive.expect_tx + the 32 lanes that wrote lse/Dsum
-      mbar_init(bempty + 8 * s, 256);   // every consumer thread, once per use
-    }
-    mbar_init_fence();
-  }
-  __syncthreads();
-
-  if (warp < 4) {
-    asm volatile("setmaxnreg.dec.sync.aligned.u32 40;\n");
-    if (warp == 0) {
-      if (lane == 0) {
-        mbar_expect_tx(bfix, 4 * TB);
-        for (int c = 0; c < 2; c++)
-          for (int cb = 0; cb < DB; cb++) {
-            tma_load_4d(smem_u32(sK + c * TB + cb * 64 * 128), &tk, cb * 64, (int)hk, (int)(k0 + 64 * c), (int)b, bfix);
-            tma_load_4d(smem_u32(sV + c * TB + cb * 64 * 128), &tv, cb * 64, (int)hk, (int)(k0 + 64 * c), (int)b, bfix);
-          }
-      }
-      for (int it = 0; it < items; it++) {
-        const int s = it % NS, n = it / NS;
-        const int64_t h = hk * G + it / nqt, qb = (qt_lo + it % nqt) * BQ;
-        if (n > 0) mbar_wait(bempty + 8 * s, (n - 1) & 1);
-        if (lane == 0) {
-          const uint32_t bar = bfull + 8 * s;
-          mbar_expect_tx(bar, 2 * TQ);
-          for (int cb = 0; cb < DB; cb++) {
-            tma_load_4d(smem_u32(sQ + s * TQ + cb * BQ * 128), &tq, cb * 64, (int)h, (int)qb, (int)b, bar);
-            tma_load_4d(smem_u32(sdO + s * TQ + cb * BQ * 128), &tdo, cb * 64, (int)h, (int)qb, (int)b, bar);
-          }
-        }
-        const int64_t rb = (b * p.Hq + h) * p.Tq;
-        for (int j = lane; j < BQ; j += 32) {
-          const int64_t q = qb + j;
-          const bool ok = q < p.Tq;
-          sL[s * BQ + j] = ok ? p.lse_in[rb + q] * ATTN_LOG2E : INFINITY;
-          sDs[s * BQ + j] = ok ? p.dsum[rb + q] : 0.0f;
-        }
-        mbar_arrive(bfull + 8 * s); // release: the stores above are visible to the consumers' acquiring wait
-      }
-    }
-  } else {
-    asm volatile("setmaxnreg.inc.sync.aligned.u32 232;\n");
-    const int c = (warp >> 2) - 1, w = warp & 3;
-    const int64_t wk0 = k0 + 64 * c; // this consumer's keys: wk0 .. wk1
-    const int64_t wk1 = wk0 + 63 < p.Tk ? wk0 + 63 : p.Tk - 1;
-    const int kr[2] = {(int)(wk0 + w * 16 + (lane >> 2)), (int)(wk0 + w * 16 + (lane >> 2) + 8)};
-    const int Tq32 = (int)p.Tq, Tk32 = (int)p.Tk, qoff32 = (int)p.q_off, win32 = (int)p.window;
-    const float sl2 = p.scale * ATTN_LOG2E;
-    const uint32_t kbase = smem_u32(sK + c * TB), vbase = smem_u32(sV + c * TB);
-    float dk[NO], dv[NO];
-#pragma unroll
-    for (int i = 0; i < NO; i++) dk[i] = dv[i] = 0.0f;
-    mbar_wait(bfix, 0);
-
-    for (int it = 0; it < items; it++) {
-      const int s = it % NS, ph = (it / NS) & 1;
-      const int64_t qb = (qt_lo + it % nqt) * BQ;
-      // no (query, key) pair of the tile visible to this consumer: still wait and release the stage
-      const bool skip = wk0 >= p.Tk || qb + BQ - 1 + p.q_off < wk0 ||
-                        (p.window > 0 && qb + p.q_off - wk1 >= p.window);
-      mbar_wait(bfull + 8 * s, ph);
-      if (!skip) {
-        const uint32_t qbase = smem_u32(sQ + s * TQ), dobase = smem_u32(sdO + s * TQ);
-        float st[NA], dpt[NA];
-        // the exponentials run under the dP^T product
-        wg_fence();
-        wg_abt<D, BQ>(st, kbase, qbase); // S^T = K Q^T
-        wg_commit();
-        wg_abt<D, BQ>(dpt, vbase, dobase); // dP^T = V dO^T
-        wg_commit();
-        wg_wait<1>(); // S^T (groups complete in order)
-        wg_acc_fence<NA>(st);
-        const float *L = sL + s * BQ, *Ds = sDs + s * BQ;
-        const bool full = qb + BQ <= p.Tq && wk0 + 64 <= p.Tk && wk0 + 63 <= qb + p.q_off &&
-                          (p.window <= 0 || qb + BQ - 1 + p.q_off - wk0 < p.window);
-#pragma unroll
-        for (int j = 0; j < BQ / 8; j++)
-#pragma unroll
-          for (int e = 0; e < 4; e++) {
-            const int col = j * 8 + (lane & 3) * 2 + (e & 1);
-            float pv = 0.0f;
-            if (full || attn_visible32((int)qb + col, kr[e >> 1], Tq32, Tk32, qoff32, win32))
-              pv = fast_exp2(st[4 * j + e] * sl2 - L[col]);
-            st[4 * j + e] = pv; // P^T
-          }
-        wg_wait<0>(); // dP^T
-        wg_acc_fence<NA>(dpt);
-#pragma unroll
-        for (int j = 0; j < BQ / 8; j++)
-#pragma unroll
-          for (int e = 0; e < 4; e++) {
-            const int col = j * 8 + (lane & 3) * 2 + (e & 1);
-            dpt[4 * j + e] = st[4 * j + e] * (dpt[4 * j + e] - Ds[col]); // dS^T
-          }
-        uint32_t ap[BQ / 16][4], ads[BQ / 16][4];
-        wg_pack_a<BQ>(ap, st);
-        wg_pack_a<BQ>(ads, dpt);
-        wg_fence();
-        wg_ab_rs<D, BQ>(dv, ap, dobase); // dV += P^T dO
-        wg_ab_rs<D, BQ>(dk, ads, qbase); // dK += dS^T Q
-        wg_commit();
-        wg_wait<0>();
-        wg_acc_fence<NO>(dv);
-        wg_acc_fence<NO>(dk);
-      }
-      mbar_arrive(bempty + 8 * s);
-    }
-
-    bf16 *gdk = p.out + b * p.kv_bstride + hk * D, *gdv = p.out2 + b * p.kv_bstride + hk * D;
-#pragma unroll
-    for (int r = 0; r < 2; r++) {
-      if (kr[r] >= p.Tk) continue;
-#pragma unroll
-      for (int j = 0; j < D / 8; j++) {
-        const int64_t off = (int64_t)kr[r] * p.kv_rstride + j * 8 + (lane & 3) * 2;
-        *(uint32_t *)(gdk + off) = pack_bf16(dk[4 * j + 2 * r] * p.scale, dk[4 * j + 2 * r + 1] * p.scale);
-        *(uint32_t *)(gdv + off) = pack_bf16(dv[4 * j + 2 * r], dv[4 * j + 2 * r + 1]);
-      }
-    }
-  }
-#endif
-}
-
-// ---- dQ --------------------------------------------------------------------------------------------------------
-template <int D, int BK>
-__global__ void __launch_bounds__(BW_THREADS, 1)
-    k_attn_bwd_dq_wg(const __grid_constant__ CUtensorMap tq, const __grid_constant__ CUtensorMap tdo,
-                     const __grid_constant__ CUtensorMap tk, const __grid_constant__ CUtensorMap tv, attn_params p) {
-#if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
-  // TB: a 64-row tile (Q, dO of one consumer), TK: a streamed BK-row tile (K, V)
-  constexpr int BM = 128, TB = 64 * D * 2, TK = BK * D * 2, DB = D / 64, NS = BW_NS, NA = BK / 2, NO = D / 2;
-  extern __shared__ unsigned char smem_dyn[];
-  unsigned char *sQ = (unsigned char *)(((uintptr_t)smem_dyn + 1023) & ~(uintptr_t)1023);
-  unsigned char *sdO = sQ + 2 * TB, *sK = sdO + 2 * TB, *sV = sK + NS * TK;
-  const uint32_t bfix = smem_u32(sV + NS * TK), bfull = bfix + 8, bempty = bfull + 8 * NS;
-
-  const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
-  const int64_t qt = gridDim.x - 1 - blockIdx.x, h = blockIdx.y, b = blockIdx.z; // longest rows first
-  const int64_t hk = h / (p.Hq / p.Hkv), q0 = qt * BM;
-  const int64_t q_last = (q0 + BM < p.Tq ? q0 + BM : p.Tq) - 1;
-  int64_t k_hi = q_last + p.q_off + 1;
-  if (k_hi > p.Tk) k_hi = p.Tk;
-  int64_t k_lo = p.window > 0 ? q0 + p.q_off - p.window + 1 : 0;
-  if (k_lo < 0) k_lo = 0;
-  const int64_t kt_lo = k_lo / BK, kt_hi = k_hi > k_lo ? (k_hi + BK - 1) / BK : kt_lo;
-  const int ntiles = (int)(kt_hi - kt_lo);
-
-  if (tid == 0) {
-    mbar_init(bfix, 1);
-    for (int s = 0; s < NS; s++) {
-      mbar_init(bfull + 8 * s, 1);
-      mbar_init(bempty + 8 * s, 256);
-    }
-    mbar_init_fence();
-  }
-  __syncthreads();
-
-  if (warp < 4) {
-    asm volatile("setmaxnreg.dec.sync.aligned.u32 40;\n");
-    if (tid == 0) {
-      mbar_expect_tx(bfix, 4 * TB);
-      for (int c = 0; c < 2; c++)
-        for (int cb = 0; cb < DB; cb++) {
-          tma_load_4d(smem_u32(sQ + c * TB + cb * 64 * 128), &tq, cb * 64, (int)h, (int)(q0 + 64 * c), (int)b, bfix);
-          tma_load_4d(smem_u32(sdO + c * TB + cb * 64 * 128), &tdo, cb * 64, (int)h, (int)(q0 + 64 * c), (int)b, bfix);
-        }
-      for (int j = 0; j < ntiles; j++) {
-        const int s = j % NS, n = j / NS;
-        const int row = (int)((kt_lo + j) * BK);
-        const uint32_t bar = bfull + 8 * s;
-        if (n > 0) mbar_wait(bempty + 8 * s, (n - 1) & 1);
-        mbar_expect_tx(bar, 2 * TK);
-        for (int cb = 0; cb < DB; cb++) {
-          tma_load_4d(smem_u32(sK + s * TK + cb * BK * 128), &tk, cb * 64, (int)hk, row, (int)b, bar);
-          tma_load_4d(smem_u32(sV + s * TK + cb * BK * 128), &tv, cb * 64, (int)hk, row, (int)b, bar);
-        }
-      }
-    }
-  } else {
-    asm volatile("setmaxnreg.inc.sync.aligned.u32 232;\n");
-    const int c = (warp >> 2) - 1, w = warp & 3;
-    const int64_t wq0 = q0 + 64 * c;
-    const int64_t wq1 = wq0 + 63 < p.Tq ? wq0 + 63 : p.Tq - 1;
-    const int qr[2] = {(int)(wq0 + w * 16 + (lane >> 2)), (int)(wq0 + w * 16 + (lane >> 2) + 8)};
-    const int Tq32 = (int)p.Tq, Tk32 = (int)p.Tk, qoff32 = (int)p.q_off, win32 = (int)p.window;
-    const float sl2 = p.scale * ATTN_LOG2E;
-    float L[2], Ds[2];
-#pragma unroll
-    for (int r = 0; r < 2; r++) {
-      const bool ok = qr[r] < p.Tq;
-      const int64_t i = (b * p.Hq + h) * p.Tq + qr[r];
-      L[r] = ok ? p.lse_in[i] * ATTN_LOG2E : INFINITY;
-      Ds[r] = ok ? p.dsum[i] : 0.0f;
-    }
-    const uint32_t qbase = smem_u32(sQ + c * TB), dobase = smem_u32(sdO + c * TB);
-    float dq[NO];
-#pragma unroll
-    for (int i = 0; i < NO; i++) dq[i] = 0.0f;
-    mbar_wait(bfix, 0);
-
-    for (int j = 0; j < ntiles; j++) {
-      const int s = j % NS, ph = (j / NS) & 1;
-      const int64_t k0 = (kt_lo + j) * BK;
-      const bool skip = wq0 >= p.Tq || k0 > wq1 + p.q_off || (p.window > 0 && k0 + BK - 1 + p.window <= wq0 + p.q_off);
-      mbar_wait(bfull + 8 * s, ph);
-      if (!skip) {
-        const uint32_t kbase = smem_u32(sK + s * TK), vbase = smem_u32(sV + s * TK);
-        float sa[NA], dp[NA];
-        wg_fence();
-        wg_abt<D, BK>(sa, qbase, kbase); // S = Q K^T
-        wg_commit();
-        wg_abt<D, BK>(dp, dobase, vbase); // dP = dO V^T
-        wg_commit();
-        wg_wait<1>(); // S (the exponentials run under the dP product)
-        wg_acc_fence<NA>(sa);
-        const bool full = wq0 + 64 <= p.Tq && k0 + BK <= p.Tk && k0 + BK - 1 <= wq0 + p.q_off &&
-                          (p.window <= 0 || wq0 + 63 + p.q_off - k0 < p.window);
-#pragma unroll
-        for (int n = 0; n < BK / 8; n++)
-#pragma unroll
-          for (int e = 0; e < 4; e++) {
-            const int kj = (int)k0 + n * 8 + (lane & 3) * 2 + (e & 1), r = e >> 1;
-            float pv = 0.0f;
-            if (full || attn_visible32(qr[r], kj, Tq32, Tk32, qoff32, win32)) pv = fast_exp2(sa[4 * n + e] * sl2 - L[r]);
-            sa[4 * n + e] = pv; // P
-          }
-        wg_wait<0>(); // dP
-        wg_acc_fence<NA>(dp);
-#pragma unroll
-        for (int n = 0; n < BK / 8; n++)
-#pragma unroll
-          for (int e = 0; e < 4; e++) sa[4 * n + e] *= dp[4 * n + e] - Ds[e >> 1]; // dS
-        uint32_t ads[BK / 16][4];
-        wg_pack_a<BK>(ads, sa);
-        wg_fence();
-        wg_ab_rs<D, BK>(dq, ads, kbase); // dQ += dS K
-        wg_commit();
-        wg_wait<0>();
-        wg_acc_fence<NO>(dq);
-      }
-      mbar_arrive(bempty + 8 * s);
-    }
-
-    bf16 *gdq = p.out + b * p.q_bstride + h * D;
-#pragma unroll
-    for (int r = 0; r < 2; r++) {
-      if (qr[r] >= p.Tq) continue;
-#pragma unroll
-      for (int n = 0; n < D / 8; n++)
-        *(uint32_t *)(gdq + (int64_t)qr[r] * p.q_rstride + n * 8 + (lane & 3) * 2) =
-            pack_bf16(dq[4 * n + 2 * r] * p.scale, dq[4 * n + 2 * r + 1] * p.scale);
-    }
-  }
-#endif
-}
-
-// ---- version 2: software-pipelined consumers, masks only on boundary tiles -------------------------------------
+// ---- software-pipelined consumers, masks only on boundary tiles ----------------------------------------------
 // Each consumer warpgroup keeps the tensor cores fed while its CUDA cores run the elementwise parts (lesson 1 of
 // the forward, cuda/NOTES.md run W3): wgmma groups retire in issue order, so
 //   dK/dV, tile j: issue S_j | wait<1> (dV_{j-1}, dK_{j-1} retired; release the stage they read) | issue dP_j |
@@ -749,47 +463,8 @@ __global__ void __launch_bounds__(BW_THREADS, 1)
 #endif
 }
 
-// BQ: query rows per streamed tile of the dK/dV kernel, BK: key rows per streamed tile of the dQ kernel (64 or 128)
-template <int D, int BQ, int BK>
-static cudaError_t launch_bwd_wg(const attn_params &p, int64_t B, bf16 *dq, bf16 *dk, bf16 *dv, cudaStream_t s) {
-  constexpr int TB = 64 * D * 2;
-  CUtensorMap tq, tdo, tk, tv, tq64, tdo64, tk64, tv64;
-  cudaError_t e;
-  // boxes of BQ query rows and 64 key rows for dK/dV; 64 query rows and BK key rows for dQ
-  if ((e = pc_attn_make_tmap(&tq, p.q, D, p.Hq, p.Tq, B, p.q_rstride, p.q_bstride, BQ)) != cudaSuccess) return e;
-  if ((e = pc_attn_make_tmap(&tdo, p.dout, D, p.Hq, p.Tq, B, p.q_rstride, p.q_bstride, BQ)) != cudaSuccess) return e;
-  if ((e = pc_attn_make_tmap(&tk64, p.k, D, p.Hkv, p.Tk, B, p.kv_rstride, p.kv_bstride, 64)) != cudaSuccess) return e;
-  if ((e = pc_attn_make_tmap(&tv64, p.v, D, p.Hkv, p.Tk, B, p.kv_rstride, p.kv_bstride, 64)) != cudaSuccess) return e;
-  if ((e = pc_attn_make_tmap(&tq64, p.q, D, p.Hq, p.Tq, B, p.q_rstride, p.q_bstride, 64)) != cudaSuccess) return e;
-  if ((e = pc_attn_make_tmap(&tdo64, p.dout, D, p.Hq, p.Tq, B, p.q_rstride, p.q_bstride, 64)) != cudaSuccess) return e;
-  if ((e = pc_attn_make_tmap(&tk, p.k, D, p.Hkv, p.Tk, B, p.kv_rstride, p.kv_bstride, BK)) != cudaSuccess) return e;
-  if ((e = pc_attn_make_tmap(&tv, p.v, D, p.Hkv, p.Tk, B, p.kv_rstride, p.kv_bstride, BK)) != cudaSuccess) return e;
-  const size_t bars = 8 * (1 + 2 * BW_NS);
-  {
-    const size_t smem = (size_t)(4 * TB + 2 * BW_NS * BQ * D * 2) + 2 * BW_NS * BQ * sizeof(float) + bars + 1024;
-    e = cudaFuncSetAttribute(k_attn_bwd_dkdv_wg<D, BQ>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
-    if (e != cudaSuccess) return e;
-    attn_params pk = p;
-    pk.out = dk;
-    pk.out2 = dv;
-    dim3 grid((unsigned)((p.Tk + 127) / 128), (unsigned)p.Hkv, (unsigned)B);
-    k_attn_bwd_dkdv_wg<D, BQ><<<grid, BW_THREADS, smem, s>>>(tq, tdo, tk64, tv64, pk);
-    if ((e = cudaGetLastError()) != cudaSuccess) return e;
-  }
-  {
-    const size_t smem = (size_t)(4 * TB + 2 * BW_NS * BK * D * 2) + bars + 1024;
-    e = cudaFuncSetAttribute(k_attn_bwd_dq_wg<D, BK>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
-    if (e != cudaSuccess) return e;
-    attn_params pq = p;
-    pq.out = dq;
-    dim3 grid((unsigned)((p.Tq + 127) / 128), (unsigned)p.Hq, (unsigned)B);
-    k_attn_bwd_dq_wg<D, BK><<<grid, BW_THREADS, smem, s>>>(tq64, tdo64, tk, tv, pq);
-    if ((e = cudaGetLastError()) != cudaSuccess) return e;
-  }
-  return cudaSuccess;
-}
-
-// Version 2 (the default): NSK stages of Q/dO tiles in dK/dV, NSQ stages of K/V tiles in dQ
+// BQ: query rows per streamed tile of the dK/dV kernel, BK: key rows per streamed tile of the dQ kernel; NSK stages
+// of Q/dO tiles in dK/dV, NSQ stages of K/V tiles in dQ
 template <int D, int BQ, int BK, int NSK, int NSQ>
 static cudaError_t launch_bwd_wg2(const attn_params &p, int64_t B, bf16 *dq, bf16 *dk, bf16 *dv, cudaStream_t s) {
   constexpr int TB = 64 * D * 2;
@@ -832,9 +507,7 @@ static cudaError_t launch_bwd_wg2(const attn_params &p, int64_t B, bf16 *dq, bf1
 int pc_attn_bwd_wg_usable(int64_t D) {
 #if defined(POSE_CUDA_SM90A)
   const char *cfg = getenv("POSE_ATTN_BWD");
-  if (cfg && strcmp(cfg, "wg") != 0 && strcmp(cfg, "wg1") != 0 && strcmp(cfg, "wg64") != 0 &&
-      strcmp(cfg, "wgq128") != 0 && strcmp(cfg, "wgq64") != 0)
-    return 0;
+  if (cfg && strcmp(cfg, "wg") != 0 && strcmp(cfg, "wgq64") != 0) return 0;
   if (D != 64 && D != 128) return 0;
   int dev = 0, major = 0, minor = 0;
   if (cudaGetDevice(&dev) != cudaSuccess) return 0;
@@ -848,16 +521,12 @@ int pc_attn_bwd_wg_usable(int64_t D) {
 #endif
 }
 
-// dK, dV and dQ (p.dsum already computed); Tq and Tk > 0. The dQ kernel streams 128-key tiles (S and dP m64n128);
-// dK/dV streams 64-query tiles (its two D-wide accumulators leave no room: 128-query tiles spill 248 bytes at
-// D = 64 in ptxas). POSE_ATTN_BWD=wg64 streams 64-key tiles in dQ too (the first version; tests and benchmarks).
+// dK, dV and dQ (p.dsum already computed); Tq and Tk > 0. The dQ kernel streams 128-key tiles (S and dP m64n128).
+// (The first sm_90a version, which retired every product within its tile, ran at 289 TFLOP/s at T16384 D128 and
+// was removed after run W7 measured this one at 410: cuda/NOTES.md.)
 cudaError_t pc_attn_bwd_wg(const attn_params &p, int64_t B, int64_t D, bf16 *dq, bf16 *dk, bf16 *dv, cudaStream_t s) {
   const char *cfg = getenv("POSE_ATTN_BWD");
-  if (cfg && !strcmp(cfg, "wg64"))
-    return D == 128 ? launch_bwd_wg<128, 64, 64>(p, B, dq, dk, dv, s) : launch_bwd_wg<64, 64, 64>(p, B, dq, dk, dv, s);
-  if (cfg && !strcmp(cfg, "wg1"))
-    return D == 128 ? launch_bwd_wg<128, 64, 128>(p, B, dq, dk, dv, s) : launch_bwd_wg<64, 64, 128>(p, B, dq, dk, dv, s);
-  // version 2: three stages where shared memory allows (dQ at D = 128: 64 KiB of Q/dO + 64 KiB per K/V stage);
+  // three stages where shared memory allows (dQ at D = 128: 64 KiB of Q/dO + 64 KiB per K/V stage);
   // D = 64: 128-query tiles in dK/dV (twice the MMA work per elementwise step; 288 vs 263 TFLOP/s in run W7);
   // POSE_ATTN_BWD=wgq64 keeps 64-query tiles there. D = 128 has no register room for 128-query tiles.
   if (D == 64 && !(cfg && !strcmp(cfg, "wgq64"))) return launch_bwd_wg2<64, 128, 128, 3, 3>(p, B, dq, dk, dv, s);

@@ -1,12 +1,10 @@
 // Flash-attention forward on Hopper's warpgroup tensor-core instructions (wgmma, sm_90a).
 //
 // Same contract and arithmetic as attn_fwd.cu (FA2 online softmax in the log2 domain, P rounded to bf16 before
-// P V, fp32 statistics, natural-log lse out), different engine: one block of two warpgroups (256 threads) per
-// 128-query tile; each warpgroup owns 64 query rows. S = Q K^T is one wgmma chain of D/16 steps reading Q and K
-// straight from swizzled shared memory (no ldmatrix: the mma.sync kernels were bound by it, cuda/NOTES.md runs
-// 2-4); P stays in registers and O += P V reads V from shared memory as an MN-major operand. Key/value tiles of
-// 128 rows stream in by cp.async, two stages deep. The two warpgroups run the same loop; while one computes its
-// softmax the other's wgmma chain keeps the tensor cores busy (the scheduler interleaves them).
+// P V, fp32 statistics, natural-log lse out), different engine: one block per 128-query tile, two consumer
+// warpgroups of 64 query rows and a producer. S = Q K^T is one wgmma chain of D/16 steps reading Q and K straight
+// from swizzled shared memory (no ldmatrix: the mma.sync kernels were bound by it, cuda/NOTES.md runs 2-4); P stays
+// in registers and O += P V reads V from shared memory as an MN-major operand.
 //
 // Built only for sm_90a (CMAKE_CUDA_ARCHITECTURES 90a); elsewhere the kernel body is empty and
 // pc_attn_fwd_wg_usable() says no, so attn_fwd.cu keeps its mma.sync kernels.
@@ -20,8 +18,6 @@
 
 #include "wgmma.cuh"
 
-#define WG_THREADS 256
-#define WG_BM 128
 #define WG_BN 128
 
 
@@ -120,128 +116,10 @@ __device__ __forceinline__ void wg_epilogue(const float *o, const float *m_r, co
 }
 #endif
 
-template <int D>
-__global__ void __launch_bounds__(WG_THREADS, 1) k_attn_fwd_wg(attn_params p, uint32_t v_lbo, uint32_t v_sbo) {
-#if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
-  constexpr int BM = WG_BM, BN = WG_BN, QB = 64 * D * 2, KB = BN * D * 2;
-  constexpr int NS = BN / 2, NO = D / 2; // accumulators per thread: S (m64nBN), O (m64nD)
-  extern __shared__ unsigned char smem_dyn[];
-  unsigned char *sQ = (unsigned char *)(((uintptr_t)smem_dyn + 1023) & ~(uintptr_t)1023);
-  unsigned char *sK = sQ + 2 * QB, *sV = sK + 2 * KB;
-
-  const int tid = threadIdx.x, wg = tid >> 7, warp = (tid >> 5) & 3, lane = tid & 31;
-  const int64_t qt = gridDim.x - 1 - blockIdx.x, h = blockIdx.y, b = blockIdx.z;
-  const int64_t hk = h / (p.Hq / p.Hkv);
-  const int64_t q0 = qt * BM;
-  const bf16 *gq = p.q + b * p.q_bstride + h * D;
-  const bf16 *gk = p.k + b * p.kv_bstride + hk * D;
-  const bf16 *gv = p.v + b * p.kv_bstride + hk * D;
-
-  // keys any query of this block can see: [k_lo, k_hi)
-  const int64_t q_last = (q0 + BM < p.Tq ? q0 + BM : p.Tq) - 1;
-  int64_t k_hi = q_last + p.q_off + 1;
-  if (k_hi > p.Tk) k_hi = p.Tk;
-  int64_t k_lo = p.window > 0 ? q0 + p.q_off - p.window + 1 : 0;
-  if (k_lo < 0) k_lo = 0;
-  const int64_t kt_lo = k_lo / BN, kt_hi = k_hi > k_lo ? (k_hi + BN - 1) / BN : kt_lo;
-  const int ntiles = (int)(kt_hi - kt_lo);
-
-  load_tile_sw<64, D, WG_THREADS>(sQ, gq, p.q_rstride, q0, p.Tq);
-  load_tile_sw<64, D, WG_THREADS>(sQ + QB, gq, p.q_rstride, q0 + 64, p.Tq);
-  if (ntiles > 0) {
-    load_tile_sw<BN, D, WG_THREADS>(sK, gk, p.kv_rstride, kt_lo * BN, p.Tk);
-    load_tile_sw<BN, D, WG_THREADS>(sV, gv, p.kv_rstride, kt_lo * BN, p.Tk);
-  }
-  cp_async_commit();
-
-  // this warpgroup's rows: [wq0, wq1]; the thread's two rows
-  const int64_t wq0 = q0 + wg * 64;
-  const int64_t wq1 = (wq0 + 63 < p.Tq ? wq0 + 63 : p.Tq - 1);
-  const int64_t r0 = wq0 + warp * 16 + (lane >> 2), r1 = r0 + 8;
-  const float sl2 = p.scale * ATTN_LOG2E;
-  const uint32_t q_base = smem_u32(sQ + wg * QB), k_base = smem_u32(sK), v_base = smem_u32(sV);
-
-  float o[NO];
-#pragma unroll
-  for (int i = 0; i < NO; i++) o[i] = 0.0f;
-  float m_r[2] = {-INFINITY, -INFINITY}, l_r[2] = {0.0f, 0.0f};
-
-  for (int it = 0; it < ntiles; it++) {
-    const int64_t kt = kt_lo + it;
-    const int buf = it & 1;
-    if (it + 1 < ntiles) {
-      load_tile_sw<BN, D, WG_THREADS>(sK + (buf ^ 1) * KB, gk, p.kv_rstride, (kt + 1) * BN, p.Tk);
-      load_tile_sw<BN, D, WG_THREADS>(sV + (buf ^ 1) * KB, gv, p.kv_rstride, (kt + 1) * BN, p.Tk);
-      cp_async_commit();
-      cp_async_wait<1>();
-    } else {
-      cp_async_wait<0>();
-    }
-    fence_proxy_async();
-    __syncthreads();
-
-    const int64_t k0 = kt * BN;
-    // a tile no row of this warpgroup can see (the other group's diagonal, or before this group's window)
-    const bool skip = wq0 >= p.Tq || k0 > wq1 + p.q_off || (p.window > 0 && k0 + BN - 1 + p.window <= wq0 + p.q_off);
-    if (!skip) {
-      float s[NS];
-      wg_fence();
-#pragma unroll
-      for (int ks = 0; ks < D / 16; ks++) {
-        const uint64_t dq = wg_desc(q_base + (ks >> 2) * (64 * 128) + (ks & 3) * 32, 16, 1024);
-        const uint64_t dk = wg_desc(k_base + buf * KB + (ks >> 2) * (BN * 128) + (ks & 3) * 32, 16, 1024);
-        wgmma_m64n128_ss<0>(s, dq, dk, ks > 0);
-      }
-      wg_commit();
-      wg_wait<0>();
-      wg_acc_fence<NS>(s);
-
-      uint32_t a[BN / 16][4];
-      float alpha[2];
-      wg_softmax_tile<D, BN>(s, alpha, m_r, l_r, p, k0, wq0, wq1, r0, r1, sl2, lane);
-      wg_pack_p<BN>(s, a);
-      wg_rescale<D>(o, alpha);
-      wg_fence();
-#pragma unroll
-      for (int kk = 0; kk < BN / 16; kk++) {
-        const uint64_t dv = wg_desc(v_base + buf * KB + kk * 2048, v_lbo, v_sbo);
-        if constexpr (D == 128) wgmma_m64n128_rs<1>(o, a[kk], dv, 1);
-        else wgmma_m64n64_rs<1>(o, a[kk], dv, 1);
-      }
-      wg_commit();
-      wg_wait<0>();
-      wg_acc_fence<NO>(o);
-    }
-    __syncthreads(); // both groups are done with this stage before the next iteration refills it
-  }
-  cp_async_wait<0>();
-
-  wg_epilogue<D>(o, m_r, l_r, p, b, h, r0, r1, lane);
-#endif
-}
-
-template <int D>
-static cudaError_t launch_wg(const attn_params &p, int64_t B, cudaStream_t s) {
-  const size_t smem = (size_t)(2 * 64 * D * 2 + 4 * WG_BN * D * 2 + 1024);
-  cudaError_t e = cudaFuncSetAttribute(k_attn_fwd_wg<D>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
-  if (e != cudaSuccess) return e;
-  // MN-major V: leading offset = 64-column blocks (WG_BN rows of 128 bytes apart), stride = 8-row groups.
-  // POSE_WG_VDESC=swap exchanges them (a diagnosis switch for the first runs on a new toolkit/driver).
-  uint32_t lbo = WG_BN * 128, sbo = 1024;
-  const char *sw = getenv("POSE_WG_VDESC");
-  if (sw && !strcmp(sw, "swap")) {
-    lbo = 1024;
-    sbo = WG_BN * 128;
-  }
-  dim3 grid((unsigned)((p.Tq + WG_BM - 1) / WG_BM), (unsigned)p.Hq, (unsigned)B);
-  k_attn_fwd_wg<D><<<grid, WG_THREADS, smem, s>>>(p, lbo, sbo);
-  return cudaGetLastError();
-}
-
-
-// ---- warp-specialised version: TMA producer warp + two consumer warpgroups on mbarriers ----------------------
-// The cp.async kernel above keeps both warpgroups in lock-step (every thread loads, then a block barrier per
-// tile), so their softmax phases coincide and the tensor cores idle meanwhile. Here one producer warp streams
+// ---- warp-specialised: TMA producer + consumer warpgroups on mbarriers ------------------------------------------
+// A first version in which every thread loaded with cp.async and a block barrier closed each tile (run W1) kept
+// both warpgroups in lock-step, so their softmax phases coincided and the tensor cores idled meanwhile: 235
+// TFLOP/s, no better than mma.sync; it was removed after run W2. Here one producer warp streams
 // K and V tiles with the TMA engine into a two-stage ring (full/empty mbarriers per stage); each consumer
 // warpgroup waits only for the data it needs, so the two drift apart and one's wgmma chains overlap the other's
 // softmax. TMA writes the same 128B-swizzled layout (box inner extent 64 elements = 128 bytes) and zero-fills
@@ -491,7 +369,7 @@ static cudaError_t launch_tma(const attn_params &p, int64_t B, cudaStream_t s) {
 int pc_attn_fwd_wg_usable(int64_t D) {
 #if defined(POSE_CUDA_SM90A)
   const char *cfg = getenv("POSE_ATTN_FWD");
-  if (cfg && strcmp(cfg, "wg") != 0 && strcmp(cfg, "wgcp") != 0 && strcmp(cfg, "wg3") != 0) return 0;
+  if (cfg && strcmp(cfg, "wg") != 0 && strcmp(cfg, "wg3") != 0) return 0;
   if (D != 64 && D != 128) return 0;
   int dev = 0, major = 0, minor = 0;
   if (cudaGetDevice(&dev) != cudaSuccess) return 0;
@@ -505,10 +383,8 @@ int pc_attn_fwd_wg_usable(int64_t D) {
 #endif
 }
 
-// POSE_ATTN_FWD=wgcp: the cp.async kernel (kept as the simpler reference of the warp-specialised one)
 cudaError_t pc_attn_fwd_wg(const attn_params &p, int64_t B, int64_t D, cudaStream_t s) {
   const char *cfg = getenv("POSE_ATTN_FWD");
-  if (cfg && !strcmp(cfg, "wgcp")) return D == 128 ? launch_wg<128>(p, B, s) : launch_wg<64>(p, B, s);
   if (D == 128) return launch_tma<128, 2>(p, B, s);
   if (cfg && !strcmp(cfg, "wg3")) return launch_tma<64, 3>(p, B, s); // D = 64 with three consumer groups
   return launch_tma<64, 2>(p, B, s);

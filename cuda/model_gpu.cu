@@ -511,6 +511,29 @@ static int64_t mlp_chunk_rows(const pose_model *m, int64_t N) {
   return C < N ? C : (N > 0 ? N : 1);
 }
 
+// The workspace's host-side pointer arrays (layer inputs, activation sets, kept attention outputs), zeroed
+static pose_status ws_arrays(const pose_model *m, const run_ctx &rc, workspace *w) {
+  memset(w, 0, sizeof *w);
+  const int64_t L = m->cfg.layers, nx = !rc.train ? 1 : rc.offl ? 2 : L + 1, nsets = rc.train && !rc.rec ? L : 1;
+  w->xs = (bf16 **)calloc((size_t)nx, sizeof *w->xs);
+  w->acts = (layer_acts *)calloc((size_t)nsets, sizeof *w->acts);
+  w->att_s = (bf16 **)calloc((size_t)L, sizeof *w->att_s);
+  w->lse_s = (float **)calloc((size_t)L, sizeof *w->lse_s);
+  if (w->xs && w->acts && w->att_s && w->lse_s) return POSE_OK;
+  free(w->xs);
+  free(w->acts);
+  free(w->att_s);
+  free(w->lse_s);
+  return pose_error(POSE_ENOMEM, "model: out of memory");
+}
+
+static void ws_arrays_free(workspace *w) {
+  free(w->xs);
+  free(w->acts);
+  free(w->att_s);
+  free(w->lse_s);
+}
+
 static void ws_layout(const pose_model *m, const run_ctx &rc, workspace *w, bump *b) {
   const pose_model_cfg *c = &m->cfg;
   const size_t D = (size_t)c->hidden, I = (size_t)c->inter, Q = (size_t)m->qdim, KV = (size_t)m->kvdim,
@@ -1022,25 +1045,10 @@ extern "C" pose_status pose_gpu_model_plan(const pose_model *m, int64_t B, int64
   run_ctx rc;
   run_ctx_init(m, B, T, train != 0, r, &rc);
   workspace w;
-  memset(&w, 0, sizeof w);
-  const int64_t nx = !rc.train ? 1 : rc.offl ? 2 : m->cfg.layers + 1, nsets = rc.train && !rc.rec ? m->cfg.layers : 1;
-  w.xs = (bf16 **)calloc((size_t)nx, sizeof *w.xs);
-  w.acts = (layer_acts *)calloc((size_t)nsets, sizeof *w.acts);
-  w.att_s = (bf16 **)calloc((size_t)m->cfg.layers, sizeof *w.att_s);
-  w.lse_s = (float **)calloc((size_t)m->cfg.layers, sizeof *w.lse_s);
-  if (!w.xs || !w.acts || !w.att_s || !w.lse_s) {
-    free(w.xs);
-    free(w.acts);
-    free(w.att_s);
-    free(w.lse_s);
-    return pose_error(POSE_ENOMEM, "model: out of memory");
-  }
+  POSE_TRY(ws_arrays(m, rc, &w));
   bump b = {NULL, 0};
   ws_layout(m, rc, &w, &b);
-  free(w.xs);
-  free(w.acts);
-  free(w.att_s);
-  free(w.lse_s);
+  ws_arrays_free(&w);
   const size_t n = G->numel;
   p->chunk_rows = rc.C;
   p->weights = n * sizeof(bf16) + (G->bf16 ? 0 : n * sizeof(float));
@@ -1055,13 +1063,47 @@ extern "C" pose_status pose_gpu_model_plan(const pose_model *m, int64_t B, int64
   return POSE_OK;
 }
 
+// ---- the end of every run (both decoders) ----------------------------------------------------------------------
+
+// Waits for the run; the per-row NLL to the host (a->nll or a temporary), summed and counted over the scored rows
+// in row order (a->sum, a->count); a non-finite training loss is an error. A decode step advances its cache.
+pose_status pc_run_finish(pose_model *m, pose_model_run_args *a, const float *dev_nll, int64_t N, int64_t T,
+                          int train, pose_kv_cache *kv) {
+  pose_gpu_model *G = m->gpu;
+  if (!(a->nll || train)) {
+    cudaError_t e = cudaStreamSynchronize(G->s);
+    if (e != cudaSuccess) return pose_cuda_fail(e, "model run");
+    if (kv) kv->len += T;
+    return POSE_OK;
+  }
+  float *nll_host = a->nll ? a->nll : (float *)malloc(sizeof(float) * (size_t)N);
+  if (!nll_host) return pose_error(POSE_ENOMEM, "model: out of memory");
+  pose_status st = POSE_OK;
+  cudaError_t e = cudaMemcpyAsync(nll_host, dev_nll, sizeof(float) * (size_t)N, cudaMemcpyDeviceToHost, G->s);
+  if (e == cudaSuccess) e = cudaStreamSynchronize(G->s);
+  if (e != cudaSuccess) st = pose_cuda_fail(e, "model run");
+  if (st == POSE_OK) {
+    double sum = 0;
+    int64_t cnt = 0;
+    for (int64_t n = 0; n < N; n++)
+      if (a->tgt[n] != POSE_IGNORE_INDEX) {
+        sum += nll_host[n];
+        cnt++;
+      }
+    a->sum = sum;
+    a->count = cnt;
+    if (train && !isfinite(sum)) st = pose_error(POSE_ENUMERIC, "loss is not finite (%g)", sum);
+  }
+  if (!a->nll) free(nll_host);
+  return st;
+}
+
 extern "C" pose_status pose_gpu_model_run(pose_model *m, pose_model_run_args *a) {
   if (pc_fam_generic(m)) { // gptj, gpt_neox, baichuan: cuda/model_gpu_families.cu
     if (a->hook) return pose_error(POSE_EUNSUPPORTED, "model: per-layer optimizer callbacks need the LLaMA family");
     return pc_fam_run(m, a);
   }
   pose_gpu_model *G = m->gpu;
-  const pose_model_cfg *c = &m->cfg;
   PC_CU(cudaSetDevice(G->dev), "cudaSetDevice");
   run_ctx rc;
   run_ctx_init(m, a->B, a->T, a->backward, m->recompute, &rc);
@@ -1081,29 +1123,13 @@ extern "C" pose_status pose_gpu_model_run(pose_model *m, pose_model_run_args *a)
   }
   if (rc.offl) POSE_TRY(offload_host(m, offload_bytes(m, rc)));
   workspace w;
-  memset(&w, 0, sizeof w);
-  const int64_t nx = !rc.train ? 1 : rc.offl ? 2 : c->layers + 1, nsets = rc.train && !rc.rec ? c->layers : 1;
-  w.xs = (bf16 **)calloc((size_t)nx, sizeof *w.xs);
-  w.acts = (layer_acts *)calloc((size_t)nsets, sizeof *w.acts);
-  w.att_s = (bf16 **)calloc((size_t)m->cfg.layers, sizeof *w.att_s);
-  w.lse_s = (float **)calloc((size_t)m->cfg.layers, sizeof *w.lse_s);
-  float *nll_host = NULL;
-  if (!w.xs || !w.acts || !w.att_s || !w.lse_s) {
-    free(w.xs);
-    free(w.acts);
-    free(w.att_s);
-    free(w.lse_s);
-    return pose_error(POSE_ENOMEM, "model: out of memory");
-  }
+  POSE_TRY(ws_arrays(m, rc, &w));
   bump b = {NULL, 0};
   ws_layout(m, rc, &w, &b);
   void *mem = NULL;
   pose_status st = pc_scratch_alloc(&mem, b.off, G->s);
   if (st != POSE_OK) {
-    free(w.xs);
-    free(w.acts);
-    free(w.att_s);
-    free(w.lse_s);
+    ws_arrays_free(&w);
     return pose_error_prefix(st, "model: activations for %lld tokens (%.2f GB, recompute %s): ", (long long)rc.N,
                              b.off / 1e9, rc.train ? pose_recompute_name(m->recompute) : "-");
   }
@@ -1130,37 +1156,9 @@ extern "C" pose_status pose_gpu_model_run(pose_model *m, pose_model_run_args *a)
     cudaEvent_t evs[5] = {w.ev_mark, w.ev_saved[0], w.ev_saved[1], w.ev_loaded[0], w.ev_loaded[1]};
     for (int i = 0; i < nev; i++) cudaEventDestroy(evs[i]); // destruction waits for nothing (the work is ordered)
   }
-  // per-row NLL to the host (this waits for the whole run); sum and count over the scored rows in row order
-  if (st == POSE_OK && (a->nll || rc.train)) {
-    nll_host = a->nll ? a->nll : (float *)malloc(sizeof(float) * (size_t)rc.N);
-    if (!nll_host) st = pose_error(POSE_ENOMEM, "model: out of memory");
-    else {
-      cudaError_t e = cudaMemcpyAsync(nll_host, w.nll, sizeof(float) * (size_t)rc.N, cudaMemcpyDeviceToHost, G->s);
-      if (e == cudaSuccess) e = cudaStreamSynchronize(G->s);
-      if (e != cudaSuccess) st = pose_cuda_fail(e, "model run");
-    }
-    if (st == POSE_OK) {
-      double sum = 0;
-      int64_t cnt = 0;
-      for (int64_t n = 0; n < rc.N; n++)
-        if (a->tgt[n] != POSE_IGNORE_INDEX) {
-          sum += nll_host[n];
-          cnt++;
-        }
-      a->sum = sum;
-      a->count = cnt;
-      if (rc.train && !isfinite(sum)) st = pose_error(POSE_ENUMERIC, "loss is not finite (%g)", sum);
-    }
-    if (!a->nll) free(nll_host);
-  } else if (st == POSE_OK) {
-    cudaError_t e = cudaStreamSynchronize(G->s);
-    if (e != cudaSuccess) st = pose_cuda_fail(e, "model run");
-    if (st == POSE_OK && rc.kv) rc.kv->len += rc.T;
-  }
+  // per-row NLL to the host (this waits for the whole run)
+  if (st == POSE_OK) st = pc_run_finish(m, a, w.nll, rc.N, rc.T, rc.train, rc.kv);
   pc_scratch_free(mem, G->s);
-  free(w.xs);
-  free(w.acts);
-  free(w.att_s);
-  free(w.lse_s);
+  ws_arrays_free(&w);
   return st;
 }

@@ -534,7 +534,6 @@ pose_status pc_fam_run(pose_model *m, pose_model_run_args *a) {
   const int64_t nx = rc.train ? c->layers + 1 : 1, nsets = rc.train && !rc.rec ? c->layers : 1;
   w.xs = (bf16 **)calloc((size_t)nx, sizeof *w.xs);
   w.acts = (fam_acts *)calloc((size_t)nsets, sizeof *w.acts);
-  float *nll_host = NULL;
   if (!w.xs || !w.acts) {
     free(w.xs);
     free(w.acts);
@@ -554,33 +553,8 @@ pose_status pc_fam_run(pose_model *m, pose_model_run_args *a) {
   b.off = 0;
   fam_layout(m, rc, &w, &b);
   st = run_device(m, a, rc, &w);
-  // per-row NLL to the host (this waits for the whole run); sum and count over the scored rows in row order
-  if (st == POSE_OK && (a->nll || rc.train)) {
-    nll_host = a->nll ? a->nll : (float *)malloc(sizeof(float) * (size_t)rc.N);
-    if (!nll_host) st = pose_error(POSE_ENOMEM, "model: out of memory");
-    else {
-      cudaError_t e = cudaMemcpyAsync(nll_host, w.nll, sizeof(float) * (size_t)rc.N, cudaMemcpyDeviceToHost, G->s);
-      if (e == cudaSuccess) e = cudaStreamSynchronize(G->s);
-      if (e != cudaSuccess) st = pose_cuda_fail(e, "model run");
-    }
-    if (st == POSE_OK) {
-      double sum = 0;
-      int64_t cnt = 0;
-      for (int64_t n = 0; n < rc.N; n++)
-        if (a->tgt[n] != POSE_IGNORE_INDEX) {
-          sum += nll_host[n];
-          cnt++;
-        }
-      a->sum = sum;
-      a->count = cnt;
-      if (rc.train && !isfinite(sum)) st = pose_error(POSE_ENUMERIC, "loss is not finite (%g)", sum);
-    }
-    if (!a->nll) free(nll_host);
-  } else if (st == POSE_OK) {
-    cudaError_t e = cudaStreamSynchronize(G->s);
-    if (e != cudaSuccess) st = pose_cuda_fail(e, "model run");
-    if (st == POSE_OK && rc.kv) rc.kv->len += rc.T;
-  }
+  // per-row NLL to the host (this waits for the whole run)
+  if (st == POSE_OK) st = pc_run_finish(m, a, w.nll, rc.N, rc.T, rc.train, rc.kv);
   pc_scratch_free(mem, G->s);
   free(w.xs);
   free(w.acts);

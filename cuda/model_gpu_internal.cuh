@@ -115,5 +115,8 @@ static inline int pc_fam_generic(const pose_model *m) {
 }
 pose_status pc_fam_check(const pose_model *m);
 pose_status pc_fam_run(pose_model *m, pose_model_run_args *a);
+// The end of a run of either decoder: wait, per-row NLL to the host, loss sum and count (model_gpu.cu)
+pose_status pc_run_finish(pose_model *m, pose_model_run_args *a, const float *dev_nll, int64_t N, int64_t T,
+                          int train, pose_kv_cache *kv);
 
 #endif

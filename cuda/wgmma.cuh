@@ -32,8 +32,6 @@ template <int N>
 __device__ __forceinline__ void wg_wait() {
   asm volatile("wgmma.wait_group.sync.aligned %0;\n" ::"n"(N) : "memory");
 }
-// shared memory written by the generic proxy (cp.async, st.shared) before the tensor cores read it
-__device__ __forceinline__ void fence_proxy_async() { asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory"); }
 // ---- mbarriers and the tensor-memory-access (TMA) engine ----
 // A "full" barrier of a pipeline stage completes when its expected bytes have landed (one arrive.expect_tx by the
 // producer + the copies' complete_tx); an "empty" barrier when every consumer thread has arrived after its last read.
@@ -68,26 +66,5 @@ __device__ __forceinline__ void wg_acc_fence(float *d) {
   for (int i = 0; i < N; i++) asm volatile("" : "+f"(d[i])::"memory");
 }
 #endif
-
-// Byte offset of 16-byte chunk c (0 .. COLS/8-1) of row r in a swizzled ROWS x COLS tile.
-template <int ROWS>
-__device__ __forceinline__ uint32_t sw128_off(int r, int c) {
-  return (uint32_t)((c >> 3) * ROWS * 128 + r * 128 + (((c & 7) ^ (r & 7)) << 4));
-}
-
-// Rows [r0, r0 + ROWS) of a [rows][COLS] bf16 matrix (rows `rstride` elements apart) into a swizzled tile by
-// NTHREADS threads with cp.async; rows at or past `limit` become zeros (never garbage: 0 * NaN would poison P V).
-template <int ROWS, int COLS, int NTHREADS>
-__device__ __forceinline__ void load_tile_sw(unsigned char *sm, const bf16 *g, int64_t rstride, int64_t r0,
-                                             int64_t limit) {
-  constexpr int CH = COLS / 8;
-#pragma unroll 4
-  for (int i = threadIdx.x; i < ROWS * CH; i += NTHREADS) {
-    const int r = i / CH, c = i % CH;
-    const int64_t row = r0 + r;
-    const bool ok = row < limit;
-    cp_async16(sm + sw128_off<ROWS>(r, c), ok ? g + row * rstride + c * 8 : g, ok);
-  }
-}
 
 #endif

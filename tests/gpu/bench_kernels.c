@@ -147,8 +147,8 @@ static void attn_case(int64_t B, int64_t T, int64_t Hq, int64_t Hkv, int64_t D, 
            (long long)Hkv, (long long)D, window ? " win" : "");
   if (window) snprintf(shape + strlen(shape), sizeof shape - strlen(shape), "%lld", (long long)window);
   if (all_cfgs) { /* every forward tile shape, then the default */
-    const char *cfgs[] = {"1x64", "2x32", "2x64", "wgcp", "wg3"};
-    for (int c = 0; c < 5; c++) {
+    const char *cfgs[] = {"1x64", "2x32", "2x64", "wg3"};
+    for (int c = 0; c < 4; c++) {
       char name[64];
       snprintf(name, sizeof name, "attn_fwd[%s]", cfgs[c]);
       setenv("POSE_ATTN_FWD", cfgs[c], 1);
@@ -166,17 +166,12 @@ static void attn_case(int64_t B, int64_t T, int64_t Hq, int64_t Hkv, int64_t D, 
     unsetenv("POSE_ATTN_BWD_AREG");
     unsetenv("POSE_ATTN_BWD");
   }
-  /* the mma.sync backward (the AREG rows above when all_cfgs) and the sm_90a one with 64-key dQ tiles; the default
-   * is the sm_90a one on a H100/H200 */
+  /* the mma.sync backward (the AREG rows above when all_cfgs); the default is the sm_90a one on a H100/H200 */
   if (!all_cfgs) {
     setenv("POSE_ATTN_BWD", "mma", 1);
     bench("attn_bwd[mma]", shape, 2.5 * f, 0, run_attn_bwd, &a, reps);
   }
-  setenv("POSE_ATTN_BWD", "wg64", 1);
-  bench("attn_bwd[wg64]", shape, 2.5 * f, 0, run_attn_bwd, &a, reps);
-  setenv("POSE_ATTN_BWD", "wg1", 1); /* the first sm_90a version (the default before version 2) */
-  bench("attn_bwd[wg1]", shape, 2.5 * f, 0, run_attn_bwd, &a, reps);
-  if (D == 64) { /* version 2 with 64-query dK/dV tiles (the default at D = 64 has 128) */
+  if (D == 64) { /* the sm_90a backward with 64-query dK/dV tiles (the default at D = 64 has 128) */
     setenv("POSE_ATTN_BWD", "wgq64", 1);
     bench("attn_bwd[wgq64]", shape, 2.5 * f, 0, run_attn_bwd, &a, reps);
   }
