@@ -18,7 +18,7 @@ struct pose_bpe {
   int32_t size, cap;    /* size = largest id + 1 */
   pose_pairmap merges;  /* (left id, right id) -> (rank, merged id) */
   int32_t unk_id;
-  int32_t byte_ids[256]; /* <0xXX> pieces for byte fallback, -1 when absent */
+  int32_t byte_ids[256]; /* byte-fallback pieces "<0x00>".."<0xFF>" by byte value, -1 when absent */
   int byte_fallback, fuse_unk, ignore_merges;
   pthread_mutex_t mu;   /* guards the cache */
   pose_strmap cache;    /* word -> index into cached */
@@ -189,7 +189,7 @@ static pose_status push_pair(const pose_bpe *b, heap *h, const sym *s, int32_t p
   return heap_push(h, (cand){rank, pos, id});
 }
 
-/* Initial symbols: one per character (its piece), else its bytes' <0xXX> pieces, else the unknown piece (runs of
+/* Initial symbols: one per character (its piece), else its bytes' byte-fallback pieces ("<0x41>" for byte 0x41), else the unknown piece (runs of
  * unknown characters fused into one when fuse_unk). Mirrors BPE::merge_word in `tokenizers`. */
 static pose_status initial_symbols(const pose_bpe *b, const char *w, size_t n, sym **out, int32_t *count) {
   sym *s = malloc((n + 1) * sizeof *s); /* at most one symbol per byte */

@@ -201,7 +201,7 @@ S.manpages = {
       local root = roots[pkg] .. "/usr/share/man"
       local ok = each_file(ctx, root, "^man%d/.+%.gz$", function(rel, path)
         local text = X.roff_to_text(read_text(path))
-        if #text < 200 then return true end -- .so redirections and stubs
+        if #text < 200 then return true end -- skip .so redirections and near-empty pages (under 200 bytes)
         return ctx.add(text, "train", pkg .. ":" .. rel)
       end)
       if not ok then return end
@@ -328,7 +328,7 @@ S.pari = {
   about = "PARI/GP manual chapters and tutorials (LaTeX; held-out proof set)",
   extract = function(ctx, roots)
     each_file(ctx, roots["pari-doc"] .. "/usr/share/pari/doc", "^[^/]+%.tex$", function(rel, path)
-      if (X.file_size(path) or 0) < 16384 then return true end -- macro files and stubs
+      if (X.file_size(path) or 0) < 16384 then return true end -- skip macro files and short fragments (under 16 KiB)
       return ctx.add(X.tidy(X.read(path)), "proof", "pari-doc:" .. rel)
     end)
   end,
