@@ -189,8 +189,8 @@ static pose_status push_pair(const pose_bpe *b, heap *h, const sym *s, int32_t p
   return heap_push(h, (cand){rank, pos, id});
 }
 
-/* Initial symbols: one per character (its piece), else its bytes' byte-fallback pieces ("<0x41>" for byte 0x41), else the unknown piece (runs of
- * unknown characters fused into one when fuse_unk). Mirrors BPE::merge_word in `tokenizers`. */
+/* Initial symbols: one per character (its piece), else its bytes' byte-fallback pieces ("<0x41>" for byte 0x41),
+ * else the unknown piece (runs of unknown characters fused into one when fuse_unk). Mirrors BPE::merge_word in `tokenizers`. */
 static pose_status initial_symbols(const pose_bpe *b, const char *w, size_t n, sym **out, int32_t *count) {
   sym *s = malloc((n + 1) * sizeof *s); /* at most one symbol per byte */
   if (!s) return pose_error(POSE_ENOMEM, "out of memory");
