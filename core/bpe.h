@@ -1,7 +1,6 @@
 /* The BPE model of Hugging Face tokenizers: a vocabulary, merges ranked by their order in the file, optional byte
  * fallback (pieces "<0x00>".."<0xFF>") and unknown piece. Turns one pre-tokenized word into ids exactly as
- * `tokenizers` does:
- * symbols start as the word's characters, and the adjacent pair of lowest merge rank (leftmost on ties) is merged
+ * `tokenizers` does: symbols start as the word's characters, and the adjacent pair of lowest merge rank (leftmost on ties) is merged
  * until no ranked pair is left, using a priority queue so that a long word costs O(n log n), not O(n^2). Results
  * of short words are cached (thread-safe). */
 #ifndef POSE_BPE_H
